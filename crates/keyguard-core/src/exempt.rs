@@ -1,0 +1,128 @@
+//! Exemptions: a user tag, user path prefixes, user-name globs, creator ARN globs.
+//!
+//! Globs use `globset` (ripgrep's matcher: well kept, and it tells which pattern matched). They match
+//! case-insensitively, as IAM names are unique case-insensitively, and `*` also crosses `/` so that
+//! `arn:aws:sts::*:assumed-role/provisioner/*` reads as one expects.
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::rule::Exemption;
+
+#[derive(Debug, Clone)]
+pub struct Exemptions {
+    tag_key: String,
+    paths: Vec<String>,
+    users: Globs,
+    creators: Globs,
+}
+
+/// A glob could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad glob {pattern:?}: {problem}")]
+pub struct GlobError {
+    pub pattern: String,
+    pub problem: String,
+}
+
+impl Exemptions {
+    pub fn new(
+        tag_key: &str,
+        paths: &[String],
+        user_globs: &[String],
+        creator_globs: &[String],
+    ) -> Result<Exemptions, GlobError> {
+        Ok(Exemptions {
+            tag_key: tag_key.to_string(),
+            paths: paths.to_vec(),
+            users: Globs::new(user_globs)?,
+            creators: Globs::new(creator_globs)?,
+        })
+    }
+
+    /// No exemption but the default tag.
+    pub fn none() -> Exemptions {
+        Exemptions {
+            tag_key: crate::config::DEFAULT_EXEMPT_TAG.to_string(),
+            paths: Vec::new(),
+            users: Globs::default(),
+            creators: Globs::default(),
+        }
+    }
+
+    /// The first exemption the user matches: tag, then path, then name.
+    pub fn for_user(&self, name: &str, path: &str, tags: &[(String, String)]) -> Option<Exemption> {
+        if !self.tag_key.is_empty() && tags.iter().any(|(k, _)| k == &self.tag_key) {
+            return Some(Exemption::Tag { key: self.tag_key.clone() });
+        }
+        if let Some(prefix) = self.paths.iter().find(|p| path.starts_with(p.as_str())) {
+            return Some(Exemption::Path { prefix: prefix.clone() });
+        }
+        self.users.first_match(name).map(|pattern| Exemption::UserName { pattern })
+    }
+
+    pub fn for_creator(&self, creator: &str) -> Option<Exemption> {
+        self.creators.first_match(creator).map(|pattern| Exemption::Creator { pattern })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Globs {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Globs {
+    fn new(patterns: &[String]) -> Result<Globs, GlobError> {
+        let mut builder = GlobSetBuilder::new();
+        for p in patterns {
+            let glob = GlobBuilder::new(p)
+                .case_insensitive(true)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| GlobError { pattern: p.clone(), problem: e.kind().to_string() })?;
+            builder.add(glob);
+        }
+        let set = builder.build().map_err(|e| GlobError { pattern: patterns.join(","), problem: e.to_string() })?;
+        Ok(Globs { patterns: patterns.to_vec(), set })
+    }
+
+    fn first_match(&self, text: &str) -> Option<String> {
+        let index = self.set.matches(text).into_iter().min()?;
+        self.patterns.get(index).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn globs_match_case_insensitively_and_across_slashes() {
+        let e = Exemptions::new(
+            "keyguard:exempt",
+            &strings(&["/service/"]),
+            &strings(&["svc-*", "break-glass"]),
+            &strings(&["arn:aws:sts::*:assumed-role/provisioner/*"]),
+        )
+        .unwrap();
+        assert_eq!(e.for_user("SVC-etl", "/", &[]), Some(Exemption::UserName { pattern: "svc-*".into() }));
+        assert_eq!(e.for_user("maria", "/", &[]), None);
+        assert_eq!(e.for_user("maria", "/service/etl/", &[]), Some(Exemption::Path { prefix: "/service/".into() }));
+        assert_eq!(
+            e.for_user("maria", "/", &[("keyguard:exempt".into(), "".into())]),
+            Some(Exemption::Tag { key: "keyguard:exempt".into() })
+        );
+        assert!(e.for_creator("arn:aws:sts::111122223333:assumed-role/provisioner/run-1").is_some());
+        assert!(e.for_creator("arn:aws:sts::111122223333:assumed-role/other/run-1").is_none());
+    }
+
+    #[test]
+    fn a_bad_glob_is_an_error_naming_it() {
+        let err = Exemptions::new("t", &[], &strings(&["a[b"]), &[]).unwrap_err();
+        assert_eq!(err.pattern, "a[b");
+    }
+}

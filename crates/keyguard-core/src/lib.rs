@@ -1,0 +1,18 @@
+//! KeyGuard's pure core: one parser, one rule and one alert renderer for all three faces (Lambda, audit, replay).
+//!
+//! No AWS SDK, no async, no clock reads: time is passed in, so every decision is a value that tests can pin.
+
+pub mod alert;
+pub mod config;
+pub mod event;
+pub mod exempt;
+pub mod report;
+pub mod rule;
+pub mod time;
+
+pub use alert::{Alert, AlertFacts};
+pub use config::{Config, ConfigError, Mode};
+pub use event::{IamCall, Incoming, ParseError, Principal, parse_event, parse_record};
+pub use exempt::Exemptions;
+pub use report::{Action, Decision, EventReport};
+pub use rule::{Finding, KeyState, Policy, Reason, Trigger, UserState, Verdict, decide_key, evaluate};
