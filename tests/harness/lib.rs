@@ -2,6 +2,8 @@
 //! real IAM responses (moto records no CloudTrail, DESIGN.md §4).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod lambda;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -330,4 +332,47 @@ impl AlertSink {
             }
         }
     }
+}
+
+/// Builds (once per test binary) and returns the path of a workspace binary, in the same profile as the tests.
+pub fn built_binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|b| b == bin) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", package, "--bin", bin])
+            .current_dir(repo())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building {bin}");
+        built.push(bin.to_string());
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
+    target.join("debug").join(bin)
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server that needs it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `PATH` with the project's .venv/bin first (cargo-lambda, zig).
+pub fn venv_path() -> String {
+    let venv = std::env::var("KEYGUARD_VENV").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv"));
+    format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// Environment for a process that talks to this moto.
+pub fn aws_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }

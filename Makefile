@@ -1,0 +1,55 @@
+# KeyGuard's front door. `make demo` and `make test` work on a fresh machine: they install what they need
+# (Python tools into a project-local .venv from pinned requirements) and start/stop the local AWS themselves.
+
+PYTHON ?= python3
+VENV ?= .venv
+CARGO ?= cargo
+export KEYGUARD_VENV := $(abspath $(VENV))
+export KEYGUARD_BIN := $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/keyguard
+# Tests and lint build the dev profile without debug info (half the target/ size, faster links).
+export CARGO_PROFILE_DEV_DEBUG := 0
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help venv lint test test-rust demo bench clean
+
+help:
+	@echo "make demo    the guard end to end on a local AWS (moto server on 127.0.0.1)"
+	@echo "make test    lint, every test, the template checks"
+	@echo "make build   the arm64 Lambda package (cargo-lambda, zig)"
+	@echo "make deploy  sam deploy (guided the first time)"
+	@echo "make bench   benchmarks"
+
+## venv: the project's Python tools, pinned (tools/requirements*.txt, tools/constraints*.txt)
+venv: $(VENV)/.installed $(VENV)/sam/.installed
+
+$(VENV)/.installed: tools/requirements.txt tools/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt -c tools/constraints.txt
+	touch $@
+
+# The SAM CLI pins a boto3 that conflicts with checkov's: it gets a venv of its own.
+$(VENV)/sam/.installed: tools/requirements-sam.txt tools/constraints-sam.txt | $(VENV)/.installed
+	$(PYTHON) -m venv $(VENV)/sam
+	$(VENV)/sam/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-sam.txt -c tools/constraints-sam.txt
+	touch $@
+
+## lint: formatting and clippy, warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## test: everything CI runs
+test: venv lint test-rust lint-template scan-template test-template
+
+test-rust: venv
+	$(CARGO) test --workspace
+
+## demo: moto server, a small account, the Lambda in notify then deactivate mode
+demo: venv
+	$(CARGO) run -q -p keyguard-tests --example demo
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .aws-sam
+
+include mk/template.mk
