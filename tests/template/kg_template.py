@@ -207,7 +207,7 @@ def check_no_wildcards(template: dict[str, Any]) -> None:
                     if action in ACCOUNT_LEVEL_IAM_ACTIONS:
                         assert literal == "*", f"{action} has no resource type; it needs Resource '*'"
                     else:
-                        assert literal in USER_ARNS, (
+                        assert isinstance(literal, str) and literal in USER_ARNS, (
                             f"{action} must be scoped to arn:aws:iam::${{AWS::AccountId}}:user/*, got {r}"
                         )
                 else:
