@@ -2,6 +2,7 @@
 //! real IAM responses (moto records no CloudTrail, DESIGN.md §4).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod archive;
 pub mod lambda;
 
 use std::io::{BufRead, BufReader};

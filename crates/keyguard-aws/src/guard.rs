@@ -14,7 +14,7 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use crate::error::{AwsError, GuardError};
-use crate::ports::{AlertPublisher, Deactivation, IamReader, KeyDeactivator, UserRecord};
+use crate::ports::{AccountReader, AlertPublisher, Deactivation, IamReader, KeyDeactivator, UserRecord};
 
 /// How long to wait for IAM to show what an event says was created.
 ///
@@ -44,6 +44,7 @@ pub struct Guard<R, D, P> {
     policy: Policy,
     consistency: Consistency,
     clock: fn() -> DateTime<Utc>,
+    reconcile_apply: bool,
 }
 
 /// What reading the user's state found.
@@ -53,7 +54,7 @@ enum Read {
     UserGone,
 }
 
-impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
+impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
     /// `alerts` may be None only in dry-run mode.
     pub fn new(iam: R, keys: D, alerts: Option<P>, config: &Config) -> Result<Self, ConfigError> {
         if alerts.is_none() && config.mode != Mode::DryRun {
@@ -70,6 +71,35 @@ impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
             policy: config.policy.clone(),
             consistency: Consistency::default(),
             clock: Utc::now,
+            reconcile_apply: config.reconcile_apply,
+        })
+    }
+
+    /// The scheduled sweep: the audit of the whole account, so that violations whose events were never delivered
+    /// are still caught. Its report lists the flagged keys as decisions.
+    async fn reconcile(&self, event_id: String) -> Result<EventReport, GuardError> {
+        let options = crate::audit::Options { dry_run: !self.reconcile_apply, ..Default::default() };
+        let outcome = self
+            .audit(&options, &|_, _| ())
+            .await
+            .map_err(|source| GuardError::Aws { event_id: event_id.clone(), source })?;
+        let decisions = outcome
+            .rows
+            .iter()
+            .filter(|r| r.verdict.is_finding())
+            .map(|r| Decision {
+                access_key_id: r.access_key_id.clone(),
+                verdict: r.verdict,
+                reason: format!("{}: {}", r.user, r.reason),
+                action: r.action,
+            })
+            .collect();
+        Ok(EventReport {
+            event_id,
+            event_name: "Scheduled Event".into(),
+            account: outcome.rows.first().map(|r| r.account.clone()),
+            user: None,
+            decisions,
         })
     }
 
@@ -92,11 +122,9 @@ impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
             Incoming::Call(call) => self.handle_call(&call).await.inspect_err(|e| {
                 error!(event_id = %call.event_id, error = %e, error_type = e.kind(), retryable = e.retryable(), "event failed");
             })?,
-            Incoming::Scheduled { id, .. } => {
-                // The reconciliation sweep (audit of the whole account) is not built yet: accept and log.
-                info!(event_id = %id, "scheduled reconciliation: not implemented yet, nothing to do");
-                EventReport { event_id: id, event_name: "Scheduled Event".into(), account: None, user: None, decisions: vec![] }
-            }
+            Incoming::Scheduled { id, .. } => self.reconcile(id).await.inspect_err(|e| {
+                error!(error = %e, error_type = e.kind(), retryable = e.retryable(), "reconciliation failed");
+            })?,
             Incoming::Other { id, detail_type, .. } => EventReport {
                 event_id: id,
                 event_name: detail_type.clone(),
@@ -164,14 +192,11 @@ impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
         let name = trigger.user();
         let aws = |source: AwsError| GuardError::Aws { event_id: call.event_id.clone(), source };
         let mut delay = self.consistency.first_delay;
-        let reads = self.consistency.reads.max(1);
+        // An event older than the horizon needs no patience: IAM has long caught up with it.
+        let aged = (self.clock)() - call.event_time >= self.consistency.horizon;
+        let reads = if aged { 1 } else { self.consistency.reads.max(1) };
         for read in 1..=reads {
-            let (user, password, keys) = tokio::join!(
-                self.iam.get_user(name),
-                self.iam.get_login_profile(name),
-                self.iam.list_access_keys(name)
-            );
-            let (user, password, keys) = (user.map_err(aws)?, password.map_err(aws)?, keys.map_err(aws)?);
+            let (user, password, keys) = self.read_user(name).await.map_err(aws)?;
             let missing = match (&user, trigger) {
                 (None, _) => Some("the user".to_string()),
                 (Some(u), Trigger::UserCreated { user_id: Some(id), .. }) if &u.user_id != id => {
@@ -197,7 +222,7 @@ impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
                 delay *= 2;
                 continue;
             }
-            if (self.clock)() - call.event_time < self.consistency.horizon {
+            if !aged && (self.clock)() - call.event_time < self.consistency.horizon {
                 return Err(GuardError::NotYetConsistent { event_id: call.event_id.clone(), what });
             }
             // Old enough that IAM has long caught up: the object was deleted meanwhile.
@@ -214,6 +239,24 @@ impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
         state: &UserState,
         finding: Finding,
     ) -> Result<(Finding, Action), GuardError> {
+        self.enforce(&call.event_id, &state.name, finding, true, |f, action| {
+            self.facts(call, trigger, state, f, action)
+        })
+        .await
+        .map_err(|source| GuardError::Aws { event_id: call.event_id.clone(), source })
+    }
+
+    /// Carries out the mode for one finding; shared by the guard and the audit. Only violations are deactivated
+    /// (a suspect may be the user's own key), and only when `may_deactivate`. A key deleted before it could be
+    /// deactivated becomes `KeyGone`. `context` names the event (or sweep) in logs.
+    pub(crate) async fn enforce(
+        &self,
+        context: &str,
+        user: &str,
+        finding: Finding,
+        may_deactivate: bool,
+        facts: impl FnOnce(&Finding, Action) -> AlertFacts,
+    ) -> Result<(Finding, Action), AwsError> {
         let verdict = finding.verdict();
         if !verdict.is_finding() {
             return Ok((finding, Action::None));
@@ -221,33 +264,39 @@ impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
         if self.mode == Mode::DryRun {
             return Ok((finding, Action::DryRun));
         }
-        let aws = |source: AwsError| GuardError::Aws { event_id: call.event_id.clone(), source };
         let key_id = finding.access_key_id.clone().unwrap_or_default();
         let mut action = Action::Notified;
-        // Only violations are deactivated; a suspect may be the user's own key.
-        if self.mode == Mode::Deactivate && verdict == keyguard_core::Verdict::Violation {
-            match self.keys.deactivate(&state.name, &key_id).await.map_err(aws)? {
+        if self.mode == Mode::Deactivate && verdict == keyguard_core::Verdict::Violation && may_deactivate {
+            match self.keys.deactivate(user, &key_id).await? {
                 Deactivation::Done => action = Action::Deactivated,
                 Deactivation::Gone => {
                     return Ok((Finding { access_key_id: Some(key_id), reason: Reason::KeyGone }, Action::None));
                 }
             }
         }
-        let alert = Alert::render(&self.facts(call, trigger, state, &finding, action));
-        let publisher = self
-            .alerts
-            .as_ref()
-            .ok_or_else(|| aws(AwsError::new("sns:Publish", None, "no topic configured".into())))?;
+        let alert = Alert::render(&facts(&finding, action));
+        let publisher =
+            self.alerts.as_ref().ok_or_else(|| AwsError::new("sns:Publish", None, "no topic configured".into()))?;
         match publisher.publish(&alert).await {
-            Ok(message_id) => info!(event_id = %call.event_id, access_key_id = %key_id, %message_id, "alert published"),
+            Ok(message_id) => info!(event_id = %context, access_key_id = %key_id, %message_id, "alert published"),
             Err(e) => {
                 // If the key was just deactivated, a retry will find it inactive and stay silent: say so loudly.
-                error!(event_id = %call.event_id, access_key_id = %key_id, action = action.as_str(), error = %e,
+                error!(event_id = %context, access_key_id = %key_id, action = action.as_str(), error = %e,
                        "alert could not be published");
-                return Err(aws(e));
+                return Err(e);
             }
         }
         Ok((finding, action))
+    }
+
+    /// The user, password and keys, read concurrently. `None`s where IAM says `NoSuchEntity`.
+    pub(crate) async fn read_user(
+        &self,
+        name: &str,
+    ) -> Result<(Option<UserRecord>, Option<DateTime<Utc>>, Option<Vec<keyguard_core::KeyState>>), AwsError> {
+        let (user, password, keys) =
+            tokio::join!(self.iam.get_user(name), self.iam.get_login_profile(name), self.iam.list_access_keys(name));
+        Ok((user?, password?, keys?))
     }
 
     fn facts(
@@ -282,8 +331,16 @@ impl<R: IamReader, D: KeyDeactivator, P: AlertPublisher> Guard<R, D, P> {
     }
 }
 
-/// Test and benchmark hooks, off the production path.
+/// Test and benchmark hooks, off the production path; accessors for the audit.
 impl<R, D, P> Guard<R, D, P> {
+    pub(crate) fn iam(&self) -> &R {
+        &self.iam
+    }
+
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// Replaces the clock (the guard reads it only to tell a lagging IAM from a deleted object).
     pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
         self.clock = clock;

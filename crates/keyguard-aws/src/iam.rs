@@ -1,21 +1,38 @@
 //! The IAM adapter: [`IamReader`] and [`KeyDeactivator`] over `aws-sdk-iam`.
 
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_iam::types::StatusType;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_sdk_iam::types::{ReportStateType, StatusType};
 use chrono::{DateTime, Utc};
 use keyguard_core::KeyState;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::ports::{Deactivation, IamReader, KeyDeactivator, UserRecord};
+use crate::ports::{AccountReader, Deactivation, IamReader, KeyDeactivator, UserRecord};
 
 #[derive(Debug, Clone)]
 pub struct SdkIam {
     client: aws_sdk_iam::Client,
+    /// Requests sent (shared by clones), for the benchmarks' "API calls per ..." figures.
+    calls: Arc<AtomicUsize>,
+    /// How long to wait for a credential report before listing users instead.
+    report_wait: Duration,
 }
 
 impl SdkIam {
     pub fn new(client: aws_sdk_iam::Client) -> SdkIam {
-        SdkIam { client }
+        SdkIam { client, calls: Arc::new(AtomicUsize::new(0)), report_wait: Duration::from_secs(60) }
+    }
+
+    /// How many IAM requests this adapter (and its clones) has sent.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -26,7 +43,13 @@ where
     R: std::fmt::Debug,
 {
     let code = err.code().map(str::to_string);
-    AwsError::new(operation, code.as_deref(), DisplayErrorContext(&err).to_string())
+    // A service error's own code and message say it all; transport errors need their whole chain.
+    let message = match (&code, err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.clone(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    AwsError::new(operation, code.as_deref(), message)
 }
 
 /// `Ok(None)` for `NoSuchEntity`, the error otherwise.
@@ -48,6 +71,7 @@ fn missing(operation: &'static str, what: &str) -> AwsError {
 
 impl IamReader for SdkIam {
     async fn get_user(&self, user: &str) -> Result<Option<UserRecord>, AwsError> {
+        self.count();
         let result = self.client.get_user().user_name(user).send().await.map_err(|e| aws_error("iam:GetUser", e));
         let Some(out) = absent_on_not_found(result)? else { return Ok(None) };
         let u = out.user().ok_or_else(|| missing("iam:GetUser", "User"))?;
@@ -62,6 +86,7 @@ impl IamReader for SdkIam {
     }
 
     async fn get_login_profile(&self, user: &str) -> Result<Option<DateTime<Utc>>, AwsError> {
+        self.count();
         let result = self
             .client
             .get_login_profile()
@@ -76,6 +101,7 @@ impl IamReader for SdkIam {
 
     async fn list_access_keys(&self, user: &str) -> Result<Option<Vec<KeyState>>, AwsError> {
         // At most two keys per user: one page.
+        self.count();
         let result =
             self.client.list_access_keys().user_name(user).send().await.map_err(|e| aws_error("iam:ListAccessKeys", e));
         let Some(out) = absent_on_not_found(result)? else { return Ok(None) };
@@ -93,6 +119,7 @@ impl IamReader for SdkIam {
 impl KeyDeactivator for SdkIam {
     async fn deactivate(&self, user: &str, access_key_id: &str) -> Result<Deactivation, AwsError> {
         // UserName is always passed: without it IAM acts on the caller's own keys (DESIGN.md §2).
+        self.count();
         let result = self
             .client
             .update_access_key()
@@ -106,5 +133,78 @@ impl KeyDeactivator for SdkIam {
             Some(_) => Deactivation::Done,
             None => Deactivation::Gone,
         })
+    }
+}
+
+impl AccountReader for SdkIam {
+    async fn credential_report(&self) -> Result<Option<(String, DateTime<Utc>)>, AwsError> {
+        // Generate (a no-op while a report younger than 4 hours exists), poll until complete, then fetch.
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            self.count();
+            let generated = self.client.generate_credential_report().send().await;
+            let state = match generated {
+                Ok(out) => out.state().cloned(),
+                Err(e) => {
+                    let e = aws_error("iam:GenerateCredentialReport", e);
+                    if e.kind == AwsErrorKind::AccessDenied {
+                        tracing::warn!(error = %e, "no credential report: listing users instead");
+                        return Ok(None);
+                    }
+                    return Err(e);
+                }
+            };
+            if state == Some(ReportStateType::Complete) {
+                break;
+            }
+            if started.elapsed() > self.report_wait {
+                tracing::warn!("credential report not ready in time: listing users instead");
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(4));
+        }
+        self.count();
+        let out = match self.client.get_credential_report().send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = aws_error("iam:GetCredentialReport", e);
+                tracing::warn!(error = %e, "credential report unreadable: listing users instead");
+                return if e.kind == AwsErrorKind::Throttled { Err(e) } else { Ok(None) };
+            }
+        };
+        let content = out.content().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let generated = out.generated_time().and_then(to_chrono);
+        Ok(String::from_utf8(content).ok().zip(generated))
+    }
+
+    async fn list_users(&self) -> Result<Vec<(String, DateTime<Utc>)>, AwsError> {
+        let mut names = Vec::new();
+        let mut pages = self.client.list_users().into_paginator().send();
+        loop {
+            self.count();
+            let Some(page) = pages.next().await else { break };
+            let page = page.map_err(|e| aws_error("iam:ListUsers", e))?;
+            for u in page.users() {
+                let created =
+                    to_chrono(u.create_date()).ok_or_else(|| missing("iam:ListUsers", "a valid CreateDate"))?;
+                names.push((u.user_name().to_string(), created));
+            }
+        }
+        Ok(names)
+    }
+
+    async fn key_last_used(&self, access_key_id: &str) -> Result<Option<DateTime<Utc>>, AwsError> {
+        self.count();
+        let result = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(access_key_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam:GetAccessKeyLastUsed", e));
+        let Some(out) = absent_on_not_found(result)? else { return Ok(None) };
+        Ok(out.access_key_last_used().and_then(|u| u.last_used_date()).and_then(to_chrono))
     }
 }

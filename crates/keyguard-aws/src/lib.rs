@@ -1,6 +1,7 @@
 //! KeyGuard's AWS side: the ports, their SDK adapters, and the Guard service that runs
 //! event -> state -> decide -> act.
 
+pub mod audit;
 pub mod error;
 pub mod guard;
 pub mod iam;
@@ -14,7 +15,7 @@ pub use iam::SdkIam;
 pub use sns::SdkSns;
 
 use keyguard_core::{Config, ConfigError};
-use ports::{AlertPublisher, IamReader, KeyDeactivator};
+use ports::{AccountReader, AlertPublisher, IamReader, KeyDeactivator};
 
 /// The guard as deployed: IAM and SNS through the SDK.
 pub type SdkGuard = Guard<SdkIam, SdkIam, SdkSns>;
@@ -33,9 +34,13 @@ pub fn sdk_guard(config: &Config, sdk: &aws_config::SdkConfig) -> Result<SdkGuar
 
 /// Every IAM/SNS action the guard's code calls, sorted: the deployment's role must grant exactly these.
 pub fn required_actions() -> Vec<&'static str> {
-    let mut all: Vec<&'static str> =
-        [<SdkIam as IamReader>::ACTIONS, <SdkIam as KeyDeactivator>::ACTIONS, <SdkSns as AlertPublisher>::ACTIONS]
-            .concat();
+    let mut all: Vec<&'static str> = [
+        <SdkIam as IamReader>::ACTIONS,
+        <SdkIam as KeyDeactivator>::ACTIONS,
+        <SdkSns as AlertPublisher>::ACTIONS,
+        <SdkIam as AccountReader>::ACTIONS,
+    ]
+    .concat();
     all.sort_unstable();
     all.dedup();
     all

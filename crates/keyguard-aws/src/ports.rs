@@ -53,3 +53,19 @@ pub trait AlertPublisher: Send + Sync {
     const ACTIONS: &'static [&'static str] = &["sns:Publish"];
     fn publish(&self, alert: &Alert) -> impl Future<Output = Result<String, AwsError>> + Send;
 }
+
+/// Reads the whole account, for the audit and the scheduled reconciliation.
+pub trait AccountReader: Send + Sync {
+    const ACTIONS: &'static [&'static str] =
+        &["iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers", "iam:GetAccessKeyLastUsed"];
+    /// The credential report (CSV) and when it was generated, generated and awaited; `Ok(None)` when it cannot be
+    /// had (not ready in time, or not permitted), in which case the audit reads every user.
+    fn credential_report(&self) -> impl Future<Output = Result<Option<(String, DateTime<Utc>)>, AwsError>> + Send;
+    /// Every user's name and creation time.
+    fn list_users(&self) -> impl Future<Output = Result<Vec<(String, DateTime<Utc>)>, AwsError>> + Send;
+    /// When the key was last used; `Ok(None)` when never (or when the key is gone).
+    fn key_last_used(
+        &self,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, AwsError>> + Send;
+}

@@ -1,6 +1,8 @@
 //! `keyguard`: the guard's rule in bulk. Thin over keyguard-core and keyguard-aws.
 
 mod input;
+mod output;
+mod replay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,8 +34,76 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Audit the account's current IAM state under the same rule: every key of every user, with its verdict.
+    /// Exit code 0 when compliant, 1 when violations or suspects were found, 2 on error.
+    Audit(AuditArgs),
+    /// Replay CloudTrail history (S3-layout `.json.gz` files, `.json`, JSON lines of EventBridge events, or
+    /// `s3://bucket/prefix`): every setup key ever created, with its creator. Exit codes as for audit.
+    Replay(replay::ReplayArgs),
     /// Print, as a JSON array, every AWS action the guard's code calls (the deployed role must grant exactly these).
     Permissions,
+}
+
+/// The rule's settings: flags override the KEYGUARD_* environment variables the Lambda reads.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Setup window (e.g. 10m, 90s) [env: KEYGUARD_SETUP_WINDOW]
+    #[arg(long)]
+    window: Option<String>,
+    /// Exempting user tag key [env: KEYGUARD_EXEMPT_TAG]
+    #[arg(long)]
+    exempt_tag: Option<String>,
+    /// Comma-separated user-name globs [env: KEYGUARD_EXEMPT_USERS]
+    #[arg(long)]
+    exempt_users: Option<String>,
+    /// Comma-separated user path prefixes [env: KEYGUARD_EXEMPT_PATHS]
+    #[arg(long)]
+    exempt_paths: Option<String>,
+    /// Comma-separated creator ARN globs [env: KEYGUARD_EXEMPT_CREATORS]
+    #[arg(long)]
+    exempt_creators: Option<String>,
+}
+
+impl PolicyArgs {
+    /// The configuration: flags first, then the environment. `mode` replaces KEYGUARD_MODE when given.
+    pub fn config(&self, mode: Option<Mode>) -> anyhow::Result<Config> {
+        let flags = [
+            ("KEYGUARD_SETUP_WINDOW", &self.window),
+            ("KEYGUARD_EXEMPT_TAG", &self.exempt_tag),
+            ("KEYGUARD_EXEMPT_USERS", &self.exempt_users),
+            ("KEYGUARD_EXEMPT_PATHS", &self.exempt_paths),
+            ("KEYGUARD_EXEMPT_CREATORS", &self.exempt_creators),
+        ];
+        let config = Config::from_lookup(|name| {
+            if name == "KEYGUARD_MODE" && mode.is_some() {
+                return mode.map(|m| m.as_str().to_string());
+            }
+            flags.iter().find(|(n, _)| *n == name).and_then(|(_, v)| (*v).clone()).or_else(|| std::env::var(name).ok())
+        })
+        .context("configuration")?;
+        Ok(config)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct AuditArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Act by KEYGUARD_MODE: deactivate exactly the violating keys (never used ones only, unless --include-used)
+    /// and/or alert. Without it nothing changes.
+    #[arg(long)]
+    apply: bool,
+    /// With --apply, also deactivate violating keys that have been used.
+    #[arg(long)]
+    include_used: bool,
+    /// How many users to read at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Read every user instead of narrowing the account down with the credential report.
+    #[arg(long)]
+    no_credential_report: bool,
+    #[arg(long, value_enum, default_value_t = output::Format::Table)]
+    format: output::Format,
 }
 
 #[tokio::main]
@@ -49,7 +119,7 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Ok(true) when every event was handled.
+/// Ok(true) when every event was handled (handle), or nothing was flagged (audit, replay).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Permissions => {
@@ -57,6 +127,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Handle { apply, files } => handle(apply, &files).await,
+        Command::Audit(args) => audit(args).await,
+        Command::Replay(args) => {
+            let config = args.policy.config(Some(Mode::DryRun))?;
+            let rows = replay::run(&args, &config.policy).await?;
+            Ok(!output::write_rows(&rows, args.format, &mut std::io::stdout().lock())?)
+        }
     }
 }
 
@@ -95,6 +171,35 @@ async fn handle(apply: bool, files: &[PathBuf]) -> anyhow::Result<bool> {
         }
     }
     Ok(all_ok)
+}
+
+async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
+    let config = args.policy.config(if args.apply { None } else { Some(Mode::DryRun) })?;
+    let sdk = keyguard_aws::sdk_config().await;
+    let guard = keyguard_aws::sdk_guard(&config, &sdk).context("configuration")?;
+    let options = keyguard_aws::audit::Options {
+        concurrency: args.concurrency.max(1),
+        include_used: args.include_used,
+        dry_run: !args.apply,
+        credential_report: !args.no_credential_report,
+    };
+    // A progress bar on a terminal only: piped output stays clean.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_message("reading users");
+        bar
+    });
+    let progress = |done: usize, total: usize| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let outcome = guard.audit(&options, &progress).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(!output::write_rows(&outcome.rows, args.format, &mut std::io::stdout().lock())?)
 }
 
 fn event_id(event: &serde_json::Value) -> Option<&str> {

@@ -53,6 +53,9 @@ pub struct Config {
     pub policy: Policy,
     /// Where alerts go; required unless the mode is dry-run.
     pub topic_arn: Option<String>,
+    /// Whether the scheduled reconciliation sweep acts by `mode` (`KEYGUARD_RECONCILE=apply`) or only reports
+    /// (`dry-run`, the default: the sweep sees keys without their creator, so it starts cautious).
+    pub reconcile_apply: bool,
 }
 
 /// A bad setting: names the variable, so the operator knows what to fix.
@@ -99,7 +102,12 @@ impl Config {
         Exemptions::new(&tag, &paths, &users, &[]).map_err(|e| bad("KEYGUARD_EXEMPT_USERS", e.to_string()))?;
         let exemptions = Exemptions::new(&tag, &paths, &users, &creators)
             .map_err(|e| bad("KEYGUARD_EXEMPT_CREATORS", e.to_string()))?;
-        Ok(Config { mode, policy: Policy { window, exemptions }, topic_arn })
+        let reconcile_apply = match var("KEYGUARD_RECONCILE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("dry-run") => false,
+            Some("apply") => true,
+            Some(other) => return Err(bad("KEYGUARD_RECONCILE", format!("{other:?} is not one of dry-run, apply"))),
+        };
+        Ok(Config { mode, policy: Policy { window, exemptions }, topic_arn, reconcile_apply })
     }
 
     /// Reads the process environment.
@@ -192,6 +200,7 @@ mod tests {
             (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_EXEMPT_USERS", "a[")], "KEYGUARD_EXEMPT_USERS"),
             (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_EXEMPT_CREATORS", "{x")], "KEYGUARD_EXEMPT_CREATORS"),
             (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_EXEMPT_PATHS", "service/")], "KEYGUARD_EXEMPT_PATHS"),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_RECONCILE", "yes")], "KEYGUARD_RECONCILE"),
         ];
         for (vars, variable) in cases {
             let err = from(vars).unwrap_err();

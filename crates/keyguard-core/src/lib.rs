@@ -3,16 +3,20 @@
 //! No AWS SDK, no async, no clock reads: time is passed in, so every decision is a value that tests can pin.
 
 pub mod alert;
+pub mod audit;
 pub mod config;
 pub mod event;
 pub mod exempt;
 pub mod report;
 pub mod rule;
 pub mod time;
+pub mod timeline;
 
 pub use alert::{Alert, AlertFacts};
+pub use audit::{AuditRow, ReportUser, parse_credential_report};
 pub use config::{Config, ConfigError, Mode};
 pub use event::{IamCall, Incoming, ParseError, Principal, parse_event, parse_record};
 pub use exempt::Exemptions;
 pub use report::{Action, Decision, EventReport};
 pub use rule::{Finding, KeyState, Policy, Reason, Trigger, UserState, Verdict, decide_key, evaluate};
+pub use timeline::Timeline;

@@ -1,0 +1,222 @@
+//! `make bench` (guard and audit part): figures with a baseline from the same run, never asserted.
+//!
+//! - binary sizes (release `bootstrap`, and the arm64 package when `make build` made one);
+//! - cold start to ready of the release `bootstrap`, against spawning `/bin/true`;
+//! - per-event latency and IAM calls per event of the Guard on moto, against one bare GetUser;
+//! - peak memory of `keyguard handle` (release) on a batch of events;
+//! - audit of 1,000 and 10,000 users on moto: wall time and API calls, with the credential report against
+//!   reading every user (`--no-credential-report`, the baseline).
+//!
+//! `cargo run --release -p keyguard-tests --example bench_audit -- [--users 1000,10000] [--events 200]`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use keyguard_aws::audit::Options;
+use keyguard_aws::{Guard, SdkIam, SdkSns};
+use keyguard_core::Config;
+use keyguard_tests::{AlertSink, Caller, Iam, Moto, aws_env, repo, unique};
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
+}
+
+fn release(bin: &str) -> std::path::PathBuf {
+    repo().join("target/release").join(bin)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn p95(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[(v.len() * 95 / 100).min(v.len() - 1)]
+}
+
+fn config(vars: &[(&str, &str)]) -> Config {
+    Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-q", "-p", "keyguard-lambda", "-p", "keyguard-cli"])
+        .current_dir(repo())
+        .status()?;
+    anyhow::ensure!(status.success(), "release build");
+
+    println!("## Sizes");
+    for bin in ["bootstrap", "keyguard"] {
+        println!("release {bin:<10} {:>10} bytes (x86_64)", std::fs::metadata(release(bin))?.len());
+    }
+    let zip = repo().join("target/lambda/bootstrap/bootstrap.zip");
+    match std::fs::metadata(&zip) {
+        Ok(m) => println!("arm64 package      {:>10} bytes (target/lambda/bootstrap/bootstrap.zip)", m.len()),
+        Err(_) => println!("arm64 package      (run `make build` to measure)"),
+    }
+
+    let moto = Moto::start()?;
+    println!("\n## Cold start to ready (20 runs each, median)");
+    let mut spawn = Vec::new();
+    let mut ready = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        Command::new("true").status()?;
+        spawn.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        // Without AWS_LAMBDA_RUNTIME_API the runtime stops right after start-up: we time up to "keyguard ready".
+        let out = Command::new(release("bootstrap"))
+            .env_clear()
+            .envs(aws_env(&moto.endpoint))
+            .env("KEYGUARD_MODE", "dry-run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let output = out.wait_with_output()?;
+        let elapsed = t.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(String::from_utf8_lossy(&output.stderr).contains("keyguard ready"), "bootstrap did not start");
+        ready.push(elapsed);
+    }
+    let (s, r) = (median(spawn), median(ready));
+    println!("spawn /bin/true (baseline)   {s:8.2} ms");
+    println!("bootstrap to ready and exit  {r:8.2} ms   ({:.1}x baseline)", r / s);
+
+    let sdk = moto.sdk().await;
+    let iam = Iam::new(&sdk);
+    let events_n: usize = arg("--events", "200").parse()?;
+    println!("\n## Guard per event on moto ({events_n} CreateAccessKey events of console users, notify mode)");
+    let alerts = AlertSink::new(&sdk).await?;
+    let admin = Caller::IamUser("jordan.admin".into());
+    let mut events = Vec::new();
+    for _ in 0..events_n {
+        let name = unique("bench");
+        iam.create_user(&admin, &name, None, &[]).await?;
+        iam.create_password(&admin, &name).await?;
+        events.push(iam.create_key(&admin, &name).await?.event);
+    }
+    let counted = SdkIam::new(aws_sdk_iam::Client::new(&sdk));
+    let sns = SdkSns::new(aws_sdk_sns::Client::new(&sdk), alerts.topic_arn.clone());
+    let guard = Guard::new(
+        counted.clone(),
+        counted.clone(),
+        Some(sns),
+        &config(&[("KEYGUARD_MODE", "notify"), ("KEYGUARD_TOPIC_ARN", &alerts.topic_arn)]),
+    )?;
+    let mut bare = Vec::new();
+    for _ in 0..events_n {
+        let t = Instant::now();
+        iam.client.get_user().user_name("jordan.admin").send().await.ok();
+        bare.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut latency = Vec::new();
+    let before = counted.calls();
+    for e in &events {
+        let t = Instant::now();
+        guard.handle(e).await?;
+        latency.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let calls = (counted.calls() - before) as f64 / events_n as f64;
+    let (b, m) = (median(bare.clone()), median(latency.clone()));
+    println!("one GetUser (baseline)       median {b:7.2} ms  p95 {:7.2} ms", p95(bare));
+    println!("guard.handle                 median {m:7.2} ms  p95 {:7.2} ms  ({:.1}x baseline)", p95(latency), m / b);
+    println!(
+        "IAM calls per event          {calls:.2} (GetUser, GetLoginProfile, ListAccessKeys concurrently) + 1 SNS Publish"
+    );
+    let _ = alerts.drain().await;
+
+    println!("\n## Peak memory of `keyguard handle` (release, dry-run, the {events_n} events from one file)");
+    let file = std::env::temp_dir().join(format!("{}.jsonl", unique("bench-events")));
+    std::fs::write(&file, events.iter().map(|e| e.to_string() + "\n").collect::<String>())?;
+    let mut child = Command::new(release("keyguard"))
+        .args(["handle", file.to_str().unwrap_or_default()])
+        .env_clear()
+        .envs(aws_env(&moto.endpoint))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut peak_kib = 0u64;
+    while child.try_wait()?.is_none() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            && let Some(v) = status.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            peak_kib = v.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(peak_kib).max(peak_kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("peak RSS (VmHWM)             {:.1} MiB", peak_kib as f64 / 1024.0);
+    let _ = std::fs::remove_file(&file);
+    drop(moto);
+
+    for users in arg("--users", "1000,10000").split(',').filter_map(|n| n.trim().parse::<usize>().ok()) {
+        println!(
+            "\n## Audit of {users} users on moto (fresh server; 75% console users without keys, 20% service accounts with a key, 5% console users with a setup key; window 2 s)"
+        );
+        let moto = Moto::start()?;
+        let sdk = moto.sdk().await;
+        let seeding = Instant::now();
+        let client = aws_sdk_iam::Client::new(&sdk);
+        stream::iter(0..users)
+            .map(|i| {
+                let client = client.clone();
+                async move {
+                    let name = format!("user-{i:05}");
+                    client.create_user().user_name(&name).send().await.unwrap();
+                    if i % 20 < 16 {
+                        client
+                            .create_login_profile()
+                            .user_name(&name)
+                            .password("Correct-Horse-9!")
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                    if i % 20 >= 15 {
+                        client.create_access_key().user_name(&name).send().await.unwrap();
+                    }
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        println!("seeded in {:.1} s", seeding.elapsed().as_secs_f64());
+        // Users younger than the window before the report's generation are read regardless (the report may miss
+        // their keys): a 2 s window and a 3 s pause make these users "old", as in a real account.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut results = Vec::new();
+        for report in [false, true] {
+            let counted = SdkIam::new(aws_sdk_iam::Client::new(&sdk));
+            let guard: Guard<SdkIam, SdkIam, SdkSns> = Guard::new(
+                counted.clone(),
+                counted.clone(),
+                None,
+                &config(&[("KEYGUARD_MODE", "dry-run"), ("KEYGUARD_SETUP_WINDOW", "2s")]),
+            )?;
+            let options = Options { concurrency: 8, credential_report: report, ..Default::default() };
+            let t = Instant::now();
+            let outcome = guard.audit(&options, &|_, _| ()).await?;
+            let secs = t.elapsed().as_secs_f64();
+            results.push((
+                report,
+                secs,
+                counted.calls(),
+                outcome.users_read,
+                outcome.count(keyguard_core::Verdict::Violation),
+            ));
+        }
+        let (_, base_s, base_calls, _, _) = results[0];
+        for (report, secs, calls, read, violations) in results {
+            println!(
+                "{:<34} {secs:7.2} s  {calls:6} API calls  {read:6} users read  {violations:5} violations  ({:.2}x time, {:.2}x calls of baseline)",
+                if report { "credential report + affected users" } else { "every user (baseline)" },
+                secs / base_s,
+                calls as f64 / base_calls as f64
+            );
+        }
+    }
+    Ok(())
+}
