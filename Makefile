@@ -48,6 +48,12 @@ test-rust: venv
 demo: venv
 	$(CARGO) run -q -p keyguard-tests --example demo
 
+## bench: sizes, cold start, per-event latency and calls, peak memory, audit of 1,000 and 10,000 users on moto,
+## replay throughput on a generated 1 GB archive; every figure beside a baseline from the same run
+bench: venv
+	$(CARGO) run --release -q -p keyguard-tests --example bench_audit
+	$(CARGO) run --release -q -p keyguard-tests --example bench_replay
+
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) .aws-sam

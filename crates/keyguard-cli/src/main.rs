@@ -130,8 +130,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Audit(args) => audit(args).await,
         Command::Replay(args) => {
             let config = args.policy.config(Some(Mode::DryRun))?;
-            let rows = replay::run(&args, &config.policy).await?;
-            Ok(!output::write_rows(&rows, args.format, &mut std::io::stdout().lock())?)
+            let replayed = replay::run(&args, &config.policy).await?;
+            // The findings are printed even when some input could not be read; then the exit code is 2.
+            let flagged = output::write_rows(&replayed.rows, args.format, &mut std::io::stdout().lock())?;
+            anyhow::ensure!(
+                replayed.errors == 0,
+                "{} input(s) could not be read (see the warnings above); the findings printed omit them",
+                replayed.errors
+            );
+            Ok(!flagged)
         }
     }
 }

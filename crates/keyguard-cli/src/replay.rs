@@ -14,6 +14,7 @@ mod s3;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -21,7 +22,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use keyguard_core::{AuditRow, IamCall, Policy, Timeline};
 use rayon::prelude::*;
 
-pub use parse::Layout;
+use parse::Layout;
 
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
@@ -242,41 +243,58 @@ impl Buffers {
     }
 }
 
-/// Every file to read under the local paths, with its layout. Explicitly named files are read whatever their
-/// name; directories are walked for `.json`, `.json.gz`, `.jsonl` and `.ndjson` (gzip'd or not).
-fn local_files(paths: &[PathBuf], filter: &Filter, stats: &mut Stats) -> anyhow::Result<Vec<(PathBuf, Layout)>> {
-    let mut files = Vec::new();
+/// Every file to read under the local paths, with its layout, sent to the parse workers as the walk finds them
+/// (a years-long archive has millions of files: their names are not collected). Explicitly named files are read
+/// whatever their name; directories are walked for `.json`, `.json.gz`, `.jsonl` and `.ndjson` (gzip'd or not).
+/// Returns the counters of the walk (files skipped by date, directories that could not be listed).
+fn walk_all(paths: &[PathBuf], filter: &Filter, tx: &SyncSender<(PathBuf, Layout)>) -> Stats {
+    let mut stats = Stats::default();
     for path in paths {
-        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-        if meta.is_dir() {
-            walk(path, filter, stats, &mut files).with_context(|| format!("walking {}", path.display()))?;
+        let sent = if path.is_dir() {
+            walk(path, filter, &mut stats, tx)
         } else {
-            files.push((path.clone(), layout_of(&path.to_string_lossy()).unwrap_or(Layout::Document)));
+            tx.send((path.clone(), layout_of(&path.to_string_lossy()).unwrap_or(Layout::Document))).is_ok()
+        };
+        if !sent {
+            break;
         }
     }
-    Ok(files)
+    stats
 }
 
-fn walk(dir: &Path, filter: &Filter, stats: &mut Stats, files: &mut Vec<(PathBuf, Layout)>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            if entry.file_name() != "CloudTrail-Digest" {
-                walk(&path, filter, stats, files)?;
+/// Walks one directory (depth first, sorted by name); false when the workers are gone.
+fn walk(dir: &Path, filter: &Filter, stats: &mut Stats, tx: &SyncSender<(PathBuf, Layout)>) -> bool {
+    let listed = std::fs::read_dir(dir).and_then(|entries| {
+        entries.map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?.is_dir())))).collect::<std::io::Result<Vec<_>>>()
+    });
+    let mut entries = match listed {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(path = %dir.display(), problem = %e, "directory could not be listed");
+            stats.errors += 1;
+            return true;
+        }
+    };
+    entries.sort();
+    for (path, is_dir) in entries {
+        if is_dir {
+            if path.file_name().is_some_and(|n| n == "CloudTrail-Digest") {
+                continue;
+            }
+            if !walk(&path, filter, stats, tx) {
+                return false;
             }
             continue;
         }
         let name = path.to_string_lossy();
         let Some(layout) = layout_of(&name) else { continue };
-        if filter.may_hold(&name) {
-            files.push((path, layout));
-        } else {
+        if !filter.may_hold(&name) {
             stats.skipped += 1;
+        } else if tx.send((path, layout)).is_err() {
+            return false;
         }
     }
-    Ok(())
+    true
 }
 
 fn pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
@@ -288,9 +306,14 @@ fn pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
         .context("starting the parse threads")
 }
 
-/// Reads every source, builds the timelines, decides. Prints the summary line to stderr. When some input could
-/// not be read, prints the rows itself (so they are not lost) and returns an error: exit code 2.
-pub async fn run(args: &ReplayArgs, policy: &Policy) -> anyhow::Result<Vec<AuditRow>> {
+/// What a replay found, and how many inputs it could not read (the caller prints the rows, then fails: exit 2).
+pub struct Replayed {
+    pub rows: Vec<AuditRow>,
+    pub errors: u64,
+}
+
+/// Reads every source, builds the timelines, decides. Prints the summary line to stderr.
+pub async fn run(args: &ReplayArgs, policy: &Policy) -> anyhow::Result<Replayed> {
     let started = Instant::now();
     let filter = Filter { since: args.since, until: args.until, accounts: args.accounts.clone() };
     if let (Some(s), Some(u)) = (filter.since, filter.until)
@@ -300,19 +323,31 @@ pub async fn run(args: &ReplayArgs, policy: &Policy) -> anyhow::Result<Vec<Audit
     }
     let pool = pool(args.jobs)?;
     let (remote, local): (Vec<&String>, Vec<&String>) = args.paths.iter().partition(|p| p.starts_with("s3://"));
-    let mut stats = Stats::default();
     let local: Vec<PathBuf> = local.into_iter().map(PathBuf::from).collect();
-    let files = local_files(&local, &filter, &mut stats)?;
-    let mut acc = tokio::task::block_in_place(|| {
-        pool.install(|| {
-            files
-                .par_iter()
-                .map_init(Buffers::default, |b, (path, layout)| (path, b.local(path, *layout)))
-                .fold(Acc::default, |acc, (path, outcome)| acc.file(&path.display().to_string(), outcome, &filter))
-                .reduce(Acc::default, Acc::merge)
+    if let Some(missing) = local.iter().find(|p| !p.exists()) {
+        anyhow::bail!("{}: no such file or directory", missing.display());
+    }
+    // One thread walks the directories; the pool reads what it finds, as it finds it. The walker owns the
+    // sender: when it is done, the channel closes and the workers finish.
+    let (tx, rx) = sync_channel::<(PathBuf, Layout)>(1024);
+    let (mut acc, walked) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let (local, filter) = (&local, &filter);
+            let walker = scope.spawn(move || walk_all(local, filter, &tx));
+            let acc = pool.install(|| {
+                rx.into_iter()
+                    .par_bridge()
+                    .map_init(Buffers::default, |b, (path, layout)| {
+                        let outcome = b.local(&path, layout);
+                        (path, outcome)
+                    })
+                    .fold(Acc::default, |acc, (path, outcome)| acc.file(&path.display().to_string(), outcome, filter))
+                    .reduce(Acc::default, Acc::merge)
+            });
+            (acc, walker.join())
         })
     });
-    acc.stats.add(&stats);
+    acc.stats.add(&walked.map_err(|_| anyhow::anyhow!("the directory walk failed"))?);
     if !remote.is_empty() {
         let sdk = keyguard_aws::sdk_config().await;
         for url in remote {
@@ -324,14 +359,7 @@ pub async fn run(args: &ReplayArgs, policy: &Policy) -> anyhow::Result<Vec<Audit
     let rows = acc.timeline.rows(policy);
     let s = &acc.stats;
     summary(s, users, started.elapsed().as_secs_f64());
-    if s.errors > 0 {
-        crate::output::write_rows(&rows, args.format, &mut std::io::stdout().lock())?;
-        anyhow::bail!(
-            "{} input(s) could not be read (see the warnings above); the findings printed omit them",
-            s.errors
-        );
-    }
-    Ok(rows)
+    Ok(Replayed { rows, errors: s.errors })
 }
 
 fn summary(s: &Stats, users: usize, seconds: f64) {

@@ -98,10 +98,11 @@ impl Config {
         }
         let users = list(var("KEYGUARD_EXEMPT_USERS"));
         let creators = list(var("KEYGUARD_EXEMPT_CREATORS"));
-        Exemptions::new(&tag, &paths, &[], &[]).map_err(|e| bad("KEYGUARD_EXEMPT_TAG", e.to_string()))?;
-        Exemptions::new(&tag, &paths, &users, &[]).map_err(|e| bad("KEYGUARD_EXEMPT_USERS", e.to_string()))?;
-        let exemptions = Exemptions::new(&tag, &paths, &users, &creators)
-            .map_err(|e| bad("KEYGUARD_EXEMPT_CREATORS", e.to_string()))?;
+        let exemptions = Exemptions::new(&tag, &paths, &users, &creators).map_err(|e| {
+            let variable =
+                if users.contains(&e.pattern) { "KEYGUARD_EXEMPT_USERS" } else { "KEYGUARD_EXEMPT_CREATORS" };
+            bad(variable, e.to_string())
+        })?;
         let reconcile_apply = match var("KEYGUARD_RECONCILE").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("dry-run") => false,
             Some("apply") => true,
