@@ -52,7 +52,10 @@ async fn seed() -> Account {
     iam.create_user(&admin, "svc", Some("/service/"), &[]).await.unwrap();
     keys.insert("svc", iam.create_key(&admin, "svc").await.unwrap().id);
     console("nokeys", &[]).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    iam.create_user(&admin, "settled", None, &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4300)).await;
+    // A key outside its user's window: the report alone settles this user.
+    keys.insert("settled", iam.create_key(&admin, "settled").await.unwrap().id);
 
     align_to_second().await;
     for (name, key) in [("maria", "maria"), ("dual", "dual-setup"), ("used", "used"), ("idle", "idle")] {
@@ -129,6 +132,7 @@ async fn audit_reports_every_key_of_every_user() {
         ("svc", None, "compliant", "no console password"),
         ("nokeys", None, "compliant", "no access keys"),
         ("late", None, "compliant", "outside the 3s setup window"),
+        ("settled", None, "compliant", "outside the 3s setup window"),
     ];
     for (user, key, verdict, reason) in expect {
         let row = verdict_of(&rows, user, key);
@@ -151,9 +155,9 @@ async fn audit_reports_every_key_of_every_user() {
         v
     };
     assert_eq!(summary(&rows), summary(&all_read));
-    // The report settled "svc" (no key ids in a report); reading every user gives its key id.
-    assert!(verdict_of(&rows, "svc", None)["access_key_id"].is_null(), "svc settled by the credential report");
-    assert!(all_read.iter().filter(|r| r["user"] == "svc").all(|r| r["access_key_id"] == k("svc")));
+    // The report settled "settled" (no key ids in a report); reading every user gives its key id.
+    assert!(verdict_of(&rows, "settled", None)["access_key_id"].is_null(), "settled by the credential report");
+    assert_eq!(verdict_of(&all_read, "settled", None)["access_key_id"], k("settled"));
     // Nothing changed without --apply.
     assert_eq!(account.iam.key_status("maria", k("maria")).await.unwrap(), "Active");
 }
@@ -238,4 +242,59 @@ async fn the_scheduled_sweep_audits_the_account_in_the_lambda() {
     }
     assert!(report.decisions.iter().all(|d| d.action == keyguard_core::Action::DryRun));
     assert_eq!(account.iam.key_status("maria", k("maria")).await.unwrap(), "Active", "dry-run changes nothing");
+}
+
+/// CloudTrail's event history, stood in for by a mock client (moto has no LookupEvents): each key's creator.
+fn cloudtrail_with(creators: Vec<(String, &'static str)>) -> keyguard_aws::SdkCloudTrail {
+    use aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput;
+    use aws_sdk_cloudtrail::types::Event;
+    let lookup = aws_smithy_mocks::mock!(aws_sdk_cloudtrail::Client::lookup_events).then_compute_output(move |req| {
+        let key = req.lookup_attributes().first().map(|a| a.attribute_value().to_string()).unwrap_or_default();
+        let events = creators
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(k, caller)| {
+                let record = json!({
+                    "eventID": format!("ct-{k}"), "eventName": "CreateAccessKey", "eventSource": "iam.amazonaws.com",
+                    "eventTime": "2026-01-01T00:00:00Z", "recipientAccountId": keyguard_tests::ACCOUNT,
+                    "userIdentity": {"type": "IAMUser", "userName": caller,
+                                     "arn": format!("arn:aws:iam::{}:user/{caller}", keyguard_tests::ACCOUNT)},
+                    "responseElements": {"accessKey": {"accessKeyId": k, "status": "Active"}}
+                });
+                Event::builder().event_name("CreateAccessKey").cloud_trail_event(record.to_string()).build()
+            })
+            .collect::<Vec<_>>();
+        LookupEventsOutput::builder().set_events(Some(events)).build()
+    });
+    let client = aws_smithy_mocks::mock_client!(aws_sdk_cloudtrail, aws_smithy_mocks::RuleMode::MatchAny, &[&lookup]);
+    keyguard_aws::SdkCloudTrail::new(client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_creators_a_suspect_becomes_self_service_and_a_violation_names_its_creator() {
+    let account = seed().await;
+    let sdk = account.moto.sdk().await;
+    let config = Config::from_lookup(|k| match k {
+        "KEYGUARD_MODE" => Some("dry-run".into()),
+        "KEYGUARD_SETUP_WINDOW" => Some(WINDOW.into()),
+        _ => None,
+    })
+    .unwrap();
+    let guard = keyguard_aws::sdk_guard(&config, &sdk).unwrap();
+    let creators = cloudtrail_with(vec![
+        (account.keys["kenji"].clone(), "kenji"),
+        (account.keys["maria"].clone(), "jordan.admin"),
+    ]);
+    let outcome = guard.audit(&keyguard_aws::audit::Options::default(), Some(&creators), &|_, _| ()).await.unwrap();
+    let row = |key: &str| outcome.rows.iter().find(|r| r.access_key_id.as_deref() == Some(key)).unwrap();
+    let kenji = row(&account.keys["kenji"]);
+    assert_eq!(kenji.verdict, keyguard_core::Verdict::Compliant, "{kenji:?}");
+    assert!(kenji.reason.contains("self-service"), "{kenji:?}");
+    assert_eq!(kenji.creator.as_deref(), Some("arn:aws:iam::123456789012:user/kenji"));
+    let maria = row(&account.keys["maria"]);
+    assert_eq!(maria.verdict, keyguard_core::Verdict::Violation);
+    assert!(maria.reason.contains("jordan.admin"), "{maria:?}");
+    // A flagged key the history does not know keeps its verdict without a creator.
+    let dual = row(&account.keys["dual-setup"]);
+    assert_eq!((dual.verdict, dual.creator.as_deref()), (keyguard_core::Verdict::Violation, None));
 }

@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
             )?;
             let options = Options { concurrency: 8, credential_report: report, ..Default::default() };
             let t = Instant::now();
-            let outcome = guard.audit(&options, &|_, _| ()).await?;
+            let outcome = guard.audit(&options, None::<&keyguard_aws::SdkCloudTrail>, &|_, _| ()).await?;
             let secs = t.elapsed().as_secs_f64();
             results.push((
                 report,

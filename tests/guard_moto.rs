@@ -137,15 +137,18 @@ async fn password_added_after_the_key_is_caught_by_the_login_profile_event() {
     let (_, verdict, _, reason) = only(&first);
     assert_eq!(verdict, Verdict::Compliant);
     assert!(reason.contains("no console password"), "{reason}");
-    // Then the password arrives: the key created before it becomes a violation.
+    // Then the password arrives: the key created before it becomes a violation. The password's event does not
+    // say who created the key, so the guard alerts and does not deactivate (it might be the user's own key under
+    // an earlier password, or an exempt provisioner's).
     let password = s.iam.create_password(&admin(), &name).await.unwrap();
     let report = guard.handle(&password).await.unwrap();
     let (id, verdict, action, reason) = only(&report);
-    assert_eq!((id, verdict, action), (key.id.as_str(), Verdict::Violation, Action::Deactivated), "{reason}");
+    assert_eq!((id, verdict, action), (key.id.as_str(), Verdict::Violation, Action::Notified), "{reason}");
     assert!(reason.contains("before the console password"), "{reason}");
-    assert_eq!(s.iam.key_status(&name, &key.id).await.unwrap(), "Inactive");
+    assert_eq!(s.iam.key_status(&name, &key.id).await.unwrap(), "Active");
     let alerts = s.alerts.drain().await.unwrap();
     assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].body["action"], "notified");
     assert_eq!(alerts[0].body["creator"]["arn"], serde_json::Value::Null, "the creator is unknown here");
 }
 
@@ -308,4 +311,23 @@ async fn dry_run_decides_and_changes_nothing() {
     assert_eq!((only(&report).1, only(&report).2), (Verdict::Violation, Action::DryRun));
     assert_eq!(s.iam.key_status(&user, &key).await.unwrap(), "Active");
     assert!(s.alerts.drain().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_exempt_provisioners_key_is_not_deactivated_by_a_later_password_event() {
+    // The exempt role creates the user and a key, then the password: the key's own event says exempt; the
+    // password's event cannot tell who created the key, so it alerts but never deactivates.
+    let s = setup().await;
+    let provisioner = Caller::Role("hr-provisioner".into());
+    let name = unique("hired");
+    s.iam.create_user(&provisioner, &name, None, &[]).await.unwrap();
+    let key = s.iam.create_key(&provisioner, &name).await.unwrap();
+    let password = s.iam.create_password(&provisioner, &name).await.unwrap();
+    let guard =
+        s.guard(&[("KEYGUARD_MODE", "deactivate"), ("KEYGUARD_EXEMPT_CREATORS", "arn:aws:iam::*:role/hr-provisioner")]);
+    let own = guard.handle(&key.event).await.unwrap();
+    assert_eq!(only(&own).1, Verdict::Exempt, "matched by the role's ARN: {own:?}");
+    let later = guard.handle(&password).await.unwrap();
+    assert_eq!(only(&later).2, Action::Notified, "{later:?}");
+    assert_eq!(s.iam.key_status(&name, &key.id).await.unwrap(), "Active");
 }

@@ -39,10 +39,10 @@ INFRA_ACTIONS: frozenset[str] = frozenset(
     }
 )
 
-# IAM actions that have no resource type (they act on the account): only Resource "*" works for them.
+# Actions that have no resource type (they act on the account): only Resource "*" works for them.
 # Every other IAM action of the role must be scoped to the account's users.
-ACCOUNT_LEVEL_IAM_ACTIONS: frozenset[str] = frozenset(
-    {"iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers"}
+ACCOUNT_LEVEL_ACTIONS: frozenset[str] = frozenset(
+    {"iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers", "cloudtrail:LookupEvents"}
 )
 
 USER_ARNS = {
@@ -203,13 +203,12 @@ def check_no_wildcards(template: dict[str, Any]) -> None:
         for action in actions:
             for r in res:
                 literal = r.get("Fn::Sub") if isinstance(r, dict) and "Fn::Sub" in r else r
-                if action.startswith("iam:"):
-                    if action in ACCOUNT_LEVEL_IAM_ACTIONS:
-                        assert literal == "*", f"{action} has no resource type; it needs Resource '*'"
-                    else:
-                        assert isinstance(literal, str) and literal in USER_ARNS, (
-                            f"{action} must be scoped to arn:aws:iam::${{AWS::AccountId}}:user/*, got {r}"
-                        )
+                if action in ACCOUNT_LEVEL_ACTIONS:
+                    assert literal == "*", f"{action} has no resource type; it needs Resource '*'"
+                elif action.startswith("iam:"):
+                    assert isinstance(literal, str) and literal in USER_ARNS, (
+                        f"{action} must be scoped to arn:aws:iam::${{AWS::AccountId}}:user/*, got {r}"
+                    )
                 else:
                     # sns/kms/sqs/logs: only this stack's own resources (a Ref or GetAtt of one of them)
                     target = ref_target(r)

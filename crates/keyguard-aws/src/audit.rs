@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::error::AwsError;
 use crate::guard::Guard;
-use crate::ports::{AccountReader, AlertPublisher, IamReader, KeyDeactivator};
+use crate::ports::{AccountReader, AlertPublisher, CreatorLookup, IamReader, KeyDeactivator};
 
 /// Names the sweep in logs and alerts, where an event id would stand.
 const CONTEXT: &str = "reconciliation";
@@ -33,11 +33,20 @@ pub struct Options {
     pub dry_run: bool,
     /// Narrow the account down with the credential report (false: read every user; the benchmark's baseline).
     pub credential_report: bool,
+    /// Deactivate a violating key whose creator is unknown (`keyguard audit --apply`, an operator's decision).
+    /// The unattended sweep does not: such a key may be an exempt provisioner's or the user's own.
+    pub deactivate_without_creator: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { concurrency: 8, include_used: false, dry_run: true, credential_report: true }
+        Options {
+            concurrency: 8,
+            include_used: false,
+            dry_run: true,
+            credential_report: true,
+            deactivate_without_creator: false,
+        }
     }
 }
 
@@ -50,6 +59,8 @@ pub struct Outcome {
     pub users_read: usize,
     pub used_credential_report: bool,
     pub seconds: f64,
+    /// Users that could not be read or acted on (the others are still audited).
+    pub errors: Vec<String>,
 }
 
 impl Outcome {
@@ -64,6 +75,7 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
     pub async fn audit(
         &self,
         options: &Options,
+        creators: Option<&impl CreatorLookup>,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Outcome, AwsError> {
         let started = Instant::now();
@@ -87,10 +99,18 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
         let mut done = 0;
         progress(done, total);
         let mut reads = stream::iter(to_read)
-            .map(|name| self.audit_user(name, options))
+            .map(|name| async move { (name.clone(), self.audit_user(name, options, creators).await) })
             .buffer_unordered(options.concurrency.max(1));
-        while let Some(user_rows) = reads.next().await {
-            rows.extend(user_rows?);
+        // One user's failure must not cancel the others mid-action: every result is collected.
+        let mut errors = Vec::new();
+        while let Some((name, result)) = reads.next().await {
+            match result {
+                Ok(user_rows) => rows.extend(user_rows),
+                Err(e) => {
+                    warn!(user = %name, error = %e, "user not audited");
+                    errors.push(format!("{name}: {e}"));
+                }
+            }
             done += 1;
             progress(done, total);
         }
@@ -101,6 +121,7 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
             users_read: total,
             used_credential_report: used_report,
             seconds: started.elapsed().as_secs_f64(),
+            errors,
         };
         info!(
             users = outcome.users,
@@ -115,7 +136,12 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
     }
 
     /// One user read in full: each key decided, the flagged ones looked up for use, then acted on.
-    async fn audit_user(&self, name: String, options: &Options) -> Result<Vec<AuditRow>, AwsError> {
+    async fn audit_user(
+        &self,
+        name: String,
+        options: &Options,
+        creators: Option<&impl CreatorLookup>,
+    ) -> Result<Vec<AuditRow>, AwsError> {
         let (Some(user), password, keys) = self.read_user(&name).await? else {
             return Ok(Vec::new()); // deleted meanwhile
         };
@@ -135,8 +161,17 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
         }
         let mut rows = Vec::new();
         for key in &state.keys {
-            let finding = decide_key(self.policy(), &state, key, None);
-            let mut row = AuditRow::from_finding(&account, &state, &finding, None);
+            let mut finding = decide_key(self.policy(), &state, key, None);
+            let mut creator = None;
+            // Only flagged keys are looked up (CloudTrail allows 2 lookups a second): the creator turns a suspect
+            // into a violation or a self-service key, and may exempt it.
+            if let (true, Some(lookup)) = (finding.verdict().is_finding(), creators)
+                && let Some(principal) = lookup.key_creator(&key.id).await?
+            {
+                finding = decide_key(self.policy(), &state, key, Some(&principal));
+                creator = Some(principal.label());
+            }
+            let mut row = AuditRow::from_finding(&account, &state, &finding, creator.clone());
             if !finding.verdict().is_finding() {
                 rows.push(row);
                 continue;
@@ -147,18 +182,29 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
                 rows.push(row);
                 continue;
             }
-            let may_deactivate = row.last_used.is_none() || options.include_used;
+            let may_deactivate = (row.last_used.is_none() || options.include_used)
+                && (creator.is_some() || options.deactivate_without_creator);
             let (finding, action) = self
                 .enforce(CONTEXT, &state.name, finding, may_deactivate, |f, action| {
                     audit_facts(&account, &state, key, f, action)
                 })
                 .await?;
             let last_used = row.last_used;
-            row = AuditRow::from_finding(&account, &state, &finding, None);
+            let creator_known = creator.is_some();
+            row = AuditRow::from_finding(&account, &state, &finding, creator);
             row.last_used = last_used;
             row.action = action;
-            if !may_deactivate && finding.verdict() == Verdict::Violation {
-                row.reason.push_str("; the key has been used, so it was not deactivated (--include-used)");
+            if !may_deactivate
+                && finding.verdict() == Verdict::Violation
+                && self.mode() == keyguard_core::Mode::Deactivate
+            {
+                row.reason.push_str(if last_used.is_some() && !options.include_used {
+                    "; the key has been used, so it was not deactivated (--include-used)"
+                } else if !creator_known {
+                    "; its creator is unknown, so it was not deactivated"
+                } else {
+                    ""
+                });
             }
             rows.push(row);
         }

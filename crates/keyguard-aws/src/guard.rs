@@ -80,9 +80,15 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
     async fn reconcile(&self, event_id: String) -> Result<EventReport, GuardError> {
         let options = crate::audit::Options { dry_run: !self.reconcile_apply, ..Default::default() };
         let outcome = self
-            .audit(&options, &|_, _| ())
+            // No CloudTrail lookups in the sweep: the role stays without cloudtrail:LookupEvents (suspects stay suspects).
+            .audit(&options, None::<&crate::SdkCloudTrail>, &|_, _| ())
             .await
             .map_err(|source| GuardError::Aws { event_id: event_id.clone(), source })?;
+        if !outcome.errors.is_empty() {
+            // The rows of the others are logged (audit finished); the sweep fails so that the alarm tells.
+            let message = format!("{} user(s) not audited: {}", outcome.errors.len(), outcome.errors.join("; "));
+            return Err(GuardError::Aws { event_id, source: AwsError::new("reconciliation", None, message) });
+        }
         let decisions = outcome
             .rows
             .iter()
@@ -213,19 +219,17 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
                 }
                 _ => None,
             };
-            let Some(what) = missing else {
-                // Nothing is missing, so the user is there (map_or only spares an unwrap).
-                return Ok(user.map_or(Read::UserGone, |u| Read::State(state_of(u, password, keys, trigger, call))));
-            };
-            if read < reads {
+            if missing.is_some() && read < reads {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 continue;
             }
-            if !aged && (self.clock)() - call.event_time < self.consistency.horizon {
+            if let Some(what) = missing
+                && (self.clock)() - call.event_time < self.consistency.horizon
+            {
                 return Err(GuardError::NotYetConsistent { event_id: call.event_id.clone(), what });
             }
-            // Old enough that IAM has long caught up: the object was deleted meanwhile.
+            // Consistent, or old enough that IAM has long caught up: what is missing was deleted meanwhile.
             return Ok(user.map_or(Read::UserGone, |u| Read::State(state_of(u, password, keys, trigger, call))));
         }
         Err(GuardError::NotYetConsistent { event_id: call.event_id.clone(), what: "the user".into() })
@@ -239,7 +243,11 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
         state: &UserState,
         finding: Finding,
     ) -> Result<(Finding, Action), GuardError> {
-        self.enforce(&call.event_id, &state.name, finding, true, |f, action| {
+        // Only a CreateAccessKey event names the key's creator. Without it (password or user events) a key
+        // "before the password" may still be the user's own (a password re-created later) or an exempt
+        // provisioner's: the guard alerts, and leaves deactivation to the key's own event.
+        let creator_known = matches!(trigger, Trigger::AccessKeyCreated { .. });
+        self.enforce(&call.event_id, &state.name, finding, creator_known, |f, action| {
             self.facts(call, trigger, state, f, action)
         })
         .await

@@ -2,6 +2,7 @@
 //! event -> state -> decide -> act.
 
 pub mod audit;
+pub mod cloudtrail;
 pub mod error;
 pub mod guard;
 pub mod iam;
@@ -9,6 +10,7 @@ pub mod logging;
 pub mod ports;
 pub mod sns;
 
+pub use cloudtrail::SdkCloudTrail;
 pub use error::{AwsError, AwsErrorKind, GuardError};
 pub use guard::{Consistency, Guard};
 pub use iam::SdkIam;
@@ -32,7 +34,9 @@ pub fn sdk_guard(config: &Config, sdk: &aws_config::SdkConfig) -> Result<SdkGuar
     Guard::new(iam.clone(), iam, alerts, config)
 }
 
-/// Every IAM/SNS action the guard's code calls, sorted: the deployment's role must grant exactly these.
+/// Every AWS action the Lambda's code calls (events and the scheduled sweep), sorted: the deployed role must grant
+/// exactly these. The CLI's extras are the operator's own: `audit --with-creators` needs
+/// [`CreatorLookup::ACTIONS`], `replay s3://` needs `s3:ListBucket` and `s3:GetObject`.
 pub fn required_actions() -> Vec<&'static str> {
     let mut all: Vec<&'static str> = [
         <SdkIam as IamReader>::ACTIONS,

@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use keyguard_core::{Alert, KeyState};
+use keyguard_core::{Alert, KeyState, Principal};
 
 use crate::error::AwsError;
 
@@ -68,4 +68,13 @@ pub trait AccountReader: Send + Sync {
         &self,
         access_key_id: &str,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, AwsError>> + Send;
+}
+
+/// Who created a key, from CloudTrail's event history (the last 90 days): turns the audit's `suspect` into
+/// `violation` or `compliant (self-service)`.
+pub trait CreatorLookup: Send + Sync {
+    const ACTIONS: &'static [&'static str] = &["cloudtrail:LookupEvents"];
+    /// The principal of the successful `CreateAccessKey` call that created the key; `Ok(None)` when the history
+    /// does not have it (older than 90 days, or another region's trail).
+    fn key_creator(&self, access_key_id: &str) -> impl Future<Output = Result<Option<Principal>, AwsError>> + Send;
 }

@@ -102,6 +102,10 @@ struct AuditArgs {
     /// Read every user instead of narrowing the account down with the credential report.
     #[arg(long)]
     no_credential_report: bool,
+    /// Look up who created each flagged key in CloudTrail's event history (LookupEvents, last 90 days; needs
+    /// cloudtrail:LookupEvents): a suspect becomes a violation or a self-service key.
+    #[arg(long)]
+    with_creators: bool,
     #[arg(long, value_enum, default_value_t = output::Format::Table)]
     format: output::Format,
 }
@@ -189,6 +193,8 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
         include_used: args.include_used,
         dry_run: !args.apply,
         credential_report: !args.no_credential_report,
+        // An operator's explicit --apply follows CIS's remediation: unused violating keys are deactivated.
+        deactivate_without_creator: true,
     };
     // A progress bar on a terminal only: piped output stays clean.
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
@@ -202,11 +208,24 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
             bar.set_position(done as u64);
         }
     };
-    let outcome = guard.audit(&options, &progress).await?;
+    // IAM's CloudTrail events are in us-east-1's event history, wherever the CLI runs.
+    let creators = args.with_creators.then(|| {
+        let config =
+            aws_sdk_cloudtrail::config::Builder::from(&sdk).region(aws_config::Region::new("us-east-1")).build();
+        keyguard_aws::SdkCloudTrail::new(aws_sdk_cloudtrail::Client::from_conf(config))
+    });
+    let outcome = guard.audit(&options, creators.as_ref(), &progress).await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(!output::write_rows(&outcome.rows, args.format, &mut std::io::stdout().lock())?)
+    let flagged = output::write_rows(&outcome.rows, args.format, &mut std::io::stdout().lock())?;
+    anyhow::ensure!(
+        outcome.errors.is_empty(),
+        "{} user(s) could not be audited: {}",
+        outcome.errors.len(),
+        outcome.errors.join("; ")
+    );
+    Ok(!flagged)
 }
 
 fn event_id(event: &serde_json::Value) -> Option<&str> {

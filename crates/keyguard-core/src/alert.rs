@@ -59,7 +59,7 @@ impl Alert {
         let user_arn = f.user_arn.clone().unwrap_or_else(|| "unknown".to_string());
         let action_line = match f.action {
             Action::Deactivated => "The key was set Inactive (not deleted).",
-            Action::Notified => "No change was made: KeyGuard runs in notify mode.",
+            Action::Notified => "No change was made: alert only.",
             Action::DryRun => "No change was made: dry run.",
             Action::None => "No change was made.",
         };
@@ -82,8 +82,10 @@ impl Alert {
              User agent:     {agent}\n\
              CloudTrail event: {event_name} {event_id}\n\
              \n\
-             To re-enable the key, if it is needed and approved:\n\
+             To re-enable the key, if it is needed and approved (and tag the user with KeyGuard's exemption tag, \
+             by default keyguard:exempt, so that KeyGuard leaves the key alone from then on):\n\
              \x20 aws iam update-access-key --user-name {user} --access-key-id {key} --status Active\n\
+             \x20 aws iam tag-user --user-name {user} --tags Key=keyguard:exempt,Value=approved\n\
              \n\
              The safe practice: the user creates their own key when they need one, so that its creation is logged \
              under their own name. Delete this setup key once it is confirmed unused:\n\

@@ -179,7 +179,15 @@ mod tests {
         assert!(e.for_user("x", "/service/a/", &[]).is_some());
         assert!(e.for_user("x", "/", &[("security:skip".into(), "".into())]).is_some());
         assert!(e.for_user("x", "/", &[("keyguard:exempt".into(), "".into())]).is_none());
-        assert!(e.for_creator("arn:aws:iam::1:role/provisioner").is_some());
+        let role = crate::event::Principal {
+            kind: "AssumedRole".into(),
+            arn: Some("arn:aws:sts::1:assumed-role/provisioner/s".into()),
+            account_id: None,
+            user_name: None,
+            issuer_arn: Some("arn:aws:iam::1:role/provisioner".into()),
+            invoked_by: None,
+        };
+        assert!(e.for_creator(&role).is_some());
     }
 
     #[test]

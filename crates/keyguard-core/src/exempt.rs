@@ -6,6 +6,7 @@
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use crate::event::Principal;
 use crate::rule::Exemption;
 
 #[derive(Debug, Clone)]
@@ -51,7 +52,8 @@ impl Exemptions {
 
     /// The first exemption the user matches: tag, then path, then name.
     pub fn for_user(&self, name: &str, path: &str, tags: &[(String, String)]) -> Option<Exemption> {
-        if !self.tag_key.is_empty() && tags.iter().any(|(k, _)| k == &self.tag_key) {
+        // IAM tag keys are case-insensitive (their case is kept, not compared).
+        if !self.tag_key.is_empty() && tags.iter().any(|(k, _)| k.eq_ignore_ascii_case(&self.tag_key)) {
             return Some(Exemption::Tag { key: self.tag_key.clone() });
         }
         if let Some(prefix) = self.paths.iter().find(|p| path.starts_with(p.as_str())) {
@@ -60,8 +62,13 @@ impl Exemptions {
         self.users.first_match(name).map(|pattern| Exemption::UserName { pattern })
     }
 
-    pub fn for_creator(&self, creator: &str) -> Option<Exemption> {
-        self.creators.first_match(creator).map(|pattern| Exemption::Creator { pattern })
+    /// A creator matches by its label (the session ARN of a role, the user ARN, the service) or, for an assumed
+    /// role, by the role's own ARN, so that `arn:aws:iam::*:role/provisioner` works as one expects.
+    pub fn for_creator(&self, creator: &Principal) -> Option<Exemption> {
+        std::iter::once(creator.label())
+            .chain(creator.issuer_arn.clone())
+            .find_map(|arn| self.creators.first_match(&arn))
+            .map(|pattern| Exemption::Creator { pattern })
     }
 }
 
@@ -116,8 +123,22 @@ mod tests {
             e.for_user("maria", "/", &[("keyguard:exempt".into(), "".into())]),
             Some(Exemption::Tag { key: "keyguard:exempt".into() })
         );
-        assert!(e.for_creator("arn:aws:sts::111122223333:assumed-role/provisioner/run-1").is_some());
-        assert!(e.for_creator("arn:aws:sts::111122223333:assumed-role/other/run-1").is_none());
+        let session = |role: &str| Principal {
+            kind: "AssumedRole".into(),
+            arn: Some(format!("arn:aws:sts::111122223333:assumed-role/{role}/run-1")),
+            account_id: None,
+            user_name: None,
+            issuer_arn: Some(format!("arn:aws:iam::111122223333:role/{role}")),
+            invoked_by: None,
+        };
+        assert!(e.for_creator(&session("provisioner")).is_some());
+        assert!(e.for_creator(&session("other")).is_none());
+        let by_role = Exemptions::new("t", &[], &[], &strings(&["arn:aws:iam::*:role/provisioner"])).unwrap();
+        assert!(by_role.for_creator(&session("provisioner")).is_some(), "the role ARN matches too");
+        assert!(
+            e.for_user("x", "/", &[("KeyGuard:Exempt".into(), "".into())]).is_some(),
+            "tag keys are case-insensitive"
+        );
     }
 
     #[test]

@@ -319,7 +319,7 @@ fn key_reason(policy: &Policy, user: &UserState, key: &KeyState, creator: Option
     if let Some(exemption) = policy.exemptions.for_user(&user.name, &user.path, &user.tags) {
         return Reason::Exempt(exemption);
     }
-    if let Some(exemption) = creator.and_then(|c| policy.exemptions.for_creator(&c.label())) {
+    if let Some(exemption) = creator.and_then(|c| policy.exemptions.for_creator(c)) {
         return Reason::Exempt(exemption);
     }
     if !key.active {
