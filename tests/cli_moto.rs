@@ -7,14 +7,7 @@ use keyguard_tests::{AlertSink, Caller, Iam, Moto, aws_env, built_binary, repo, 
 use serde_json::Value;
 
 fn keyguard(args: &[&str], env: &[(String, String)]) -> Output {
-    Command::new(built_binary("keyguard-cli", "keyguard"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().cloned())
-        .current_dir(repo())
-        .output()
-        .unwrap()
+    keyguard_tests::run_keyguard(args, env)
 }
 
 fn lines(out: &Output) -> Vec<Value> {

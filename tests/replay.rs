@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use keyguard_tests::archive::{ACCOUNT_A, ACCOUNT_B, EXEMPT_FLAGS, Expected, Scenario, eventbridge, write_gz};
-use keyguard_tests::{Moto, aws_env, built_binary, repo, unique};
+use keyguard_tests::{Moto, aws_env, unique};
 use serde_json::{Value, json};
 
 /// A directory removed at the end of the test (kept with KEYGUARD_KEEP_TEMP=1, to look at).
@@ -37,16 +37,8 @@ impl Drop for TempDir {
 }
 
 fn keyguard(args: &[&str], env: &[(String, String)]) -> Output {
-    Command::new(built_binary("keyguard-cli", "keyguard"))
-        .arg("replay")
-        .args(["--format", "json"])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().cloned())
-        .current_dir(repo())
-        .output()
-        .unwrap()
+    let all: Vec<&str> = ["replay", "--format", "json"].iter().chain(args).copied().collect();
+    keyguard_tests::run_keyguard(&all, env)
 }
 
 /// Runs replay with the scenario's exemption flags.

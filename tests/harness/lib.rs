@@ -377,3 +377,15 @@ pub fn aws_env(endpoint: &str) -> Vec<(String, String)> {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
+
+/// Runs the built `keyguard` binary in the repository, with only `PATH` and `env` in its environment.
+pub fn run_keyguard(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    Command::new(built_binary("keyguard-cli", "keyguard"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().cloned())
+        .current_dir(repo())
+        .output()
+        .expect("running keyguard")
+}
