@@ -146,16 +146,7 @@ impl<R: IamReader + AccountReader, D: KeyDeactivator, P: AlertPublisher> Guard<R
             return Ok(Vec::new()); // deleted meanwhile
         };
         let account = user.arn.split(':').nth(4).unwrap_or_default().to_string();
-        let state = UserState {
-            name: user.name,
-            user_id: Some(user.user_id),
-            arn: Some(user.arn),
-            path: user.path,
-            created: user.created,
-            tags: user.tags,
-            password_created: password,
-            keys: keys.unwrap_or_default(),
-        };
+        let state = user.into_state(password, keys);
         if state.keys.is_empty() {
             return Ok(AuditRow::for_user(self.policy(), &account, &state, |_| None));
         }

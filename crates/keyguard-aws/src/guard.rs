@@ -363,16 +363,7 @@ fn state_of(
     trigger: &Trigger,
     call: &IamCall,
 ) -> UserState {
-    let mut state = UserState {
-        name: user.name,
-        user_id: Some(user.user_id).filter(|s| !s.is_empty()),
-        arn: Some(user.arn).filter(|s| !s.is_empty()),
-        path: user.path,
-        created: user.created,
-        tags: user.tags,
-        password_created: password,
-        keys: keys.unwrap_or_default(),
-    };
+    let mut state = user.into_state(password, keys);
     trigger.apply_evidence(call.event_time, &mut state);
     state
 }

@@ -21,6 +21,22 @@ pub struct UserRecord {
     pub tags: Vec<(String, String)>,
 }
 
+impl UserRecord {
+    /// The rule's view of this user, with the password and keys read beside it.
+    pub fn into_state(self, password: Option<DateTime<Utc>>, keys: Option<Vec<KeyState>>) -> keyguard_core::UserState {
+        keyguard_core::UserState {
+            name: self.name,
+            user_id: Some(self.user_id).filter(|s| !s.is_empty()),
+            arn: Some(self.arn).filter(|s| !s.is_empty()),
+            path: self.path,
+            created: self.created,
+            tags: self.tags,
+            password_created: password,
+            keys: keys.unwrap_or_default(),
+        }
+    }
+}
+
 /// Reads one user's IAM state. `Ok(None)` means IAM says the thing does not exist (`NoSuchEntity`).
 pub trait IamReader: Send + Sync {
     const ACTIONS: &'static [&'static str] = &["iam:GetUser", "iam:GetLoginProfile", "iam:ListAccessKeys"];

@@ -148,14 +148,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 async fn handle(apply: bool, files: &[PathBuf]) -> anyhow::Result<bool> {
-    let mut config = Config::from_lookup(|name| {
+    let config = Config::from_lookup(|name| {
         // Without --apply the CLI is a dry run, whatever KEYGUARD_MODE says, and needs no topic.
         if !apply && name == "KEYGUARD_MODE" { Some("dry-run".into()) } else { std::env::var(name).ok() }
     })
     .context("configuration")?;
-    if !apply {
-        config.mode = Mode::DryRun;
-    }
     let sdk = keyguard_aws::sdk_config().await;
     let guard = keyguard_aws::sdk_guard(&config, &sdk).context("configuration")?;
     let mut all_ok = true;
