@@ -33,8 +33,9 @@ $(VENV)/sam/.installed: tools/requirements-sam.txt tools/constraints-sam.txt | $
 	$(VENV)/sam/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-sam.txt -c tools/constraints-sam.txt
 	touch $@
 
-## lint: formatting and clippy, warnings as errors
+## lint: nothing outside the repository is referred to; formatting and clippy, warnings as errors
 lint:
+	$(PYTHON) tools/check_self_contained.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

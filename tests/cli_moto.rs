@@ -73,7 +73,7 @@ async fn handle_is_a_dry_run_until_apply() {
 #[test]
 fn handle_reports_bad_input_and_exits_non_zero() {
     let env = aws_env("http://127.0.0.1:9");
-    let samples = repo().join("../shared/samples/events/create-access-key-failed-access-denied.json");
+    let samples = repo().join("tests/fixtures/samples/create-access-key-failed-access-denied.json");
     let bad = repo().join("tests/fixtures/invalid/no-detail.json");
     let out = keyguard(&["handle", samples.to_str().unwrap(), bad.to_str().unwrap()], &env);
     assert_eq!(out.status.code(), Some(1));
@@ -90,7 +90,7 @@ fn handle_reports_bad_input_and_exits_non_zero() {
 fn json_lines_with_a_broken_line_keep_the_others() {
     let text = std::fs::read_to_string(repo().join("tests/fixtures/invalid/truncated.json")).unwrap();
     let failed =
-        std::fs::read_to_string(repo().join("../shared/samples/events/create-access-key-failed-access-denied.json"))
+        std::fs::read_to_string(repo().join("tests/fixtures/samples/create-access-key-failed-access-denied.json"))
             .unwrap();
     let compact: Value = serde_json::from_str(&failed).unwrap();
     let file = std::env::temp_dir().join(format!("{}.jsonl", unique("mixed")));

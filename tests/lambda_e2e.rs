@@ -40,7 +40,7 @@ async fn bootstrap_under_a_local_lambda_runtime_deactivates_and_alerts() {
 
     // A reference event of a failed call: ignored, no error.
     let failed: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("../shared/samples/events/create-access-key-failed-access-denied.json"))
+        &std::fs::read_to_string(repo().join("tests/fixtures/samples/create-access-key-failed-access-denied.json"))
             .unwrap(),
     )
     .unwrap();

@@ -1,6 +1,6 @@
 """The IAM event rule's pattern, read from template.yaml, matched by moto's real EventBridge engine.
 
-Every event of the shared samples and of tests/fixtures/events is sent with PutEvents to the default bus,
+Every event of tests/fixtures/samples and of tests/fixtures/events is sent with PutEvents to the default bus,
 where a rule with the template's pattern targets an SQS queue; what arrives in the queue is what the
 guard would receive. (moto's TestEventPattern returns no result, so it is not used.)
 """
@@ -17,10 +17,10 @@ import pytest
 
 import kg_template
 
-SAMPLES_DIR = kg_template.REPO_ROOT / ".." / "shared" / "samples" / "events"
+SAMPLES_DIR = kg_template.REPO_ROOT / "tests" / "fixtures" / "samples"
 FIXTURES_DIR = kg_template.REPO_ROOT / "tests" / "fixtures" / "events"
 
-# The shared samples are known: their expected fate is written out, not computed.
+# The reference samples are known: their expected fate is written out, not computed.
 SAMPLE_EXPECTATIONS = {
     "create-access-key-admin-for-other-user.json": True,
     "create-access-key-assumed-role-automation.json": True,
@@ -188,9 +188,8 @@ def test_event_files_exist():
     files = _event_files()
     assert files, f"no event files in {SAMPLES_DIR} or {FIXTURES_DIR}"
     labels = {label for label, _, _ in files}
-    if SAMPLES_DIR.is_dir():
-        missing = {f"samples/{n}" for n in SAMPLE_EXPECTATIONS} - labels
-        assert not missing, f"shared samples not loaded: {missing}"
+    missing = {f"samples/{n}" for n in SAMPLE_EXPECTATIONS} - labels
+    assert not missing, f"reference samples not loaded: {missing}"
 
 
 def test_template_pattern_delivers_exactly_the_successful_trigger_events(template, aws):

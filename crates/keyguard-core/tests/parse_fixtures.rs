@@ -1,4 +1,4 @@
-//! The parser on every reference event (`../shared/samples/events`) and every project fixture (`tests/fixtures`).
+//! The parser on every reference event (`tests/fixtures/samples`, copied from the project's reference events) and every project fixture (`tests/fixtures`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -25,10 +25,10 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_shared_sample_parses() {
-    let dir = repo().join("../shared/samples/events");
+fn every_reference_sample_parses() {
+    let dir = repo().join("tests/fixtures/samples");
     let files = json_files(&dir);
-    assert!(files.len() >= 9, "expected the shared samples in {}", dir.display());
+    assert!(files.len() >= 9, "expected the reference samples in {}", dir.display());
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let Incoming::Call(call) = parse_event(&read(&f)).unwrap_or_else(|e| panic!("{name}: {e}")) else {

@@ -282,13 +282,13 @@ fn repo() -> PathBuf {
 }
 
 /// Every real event: the project's fixtures (including the JSON-lines file and the parseable invalid inputs) and
-/// the shared reference samples.
+/// the reference samples (tests/fixtures/samples).
 fn samples() -> &'static [Value] {
     static SAMPLES: OnceLock<Vec<Value>> = OnceLock::new();
     SAMPLES.get_or_init(|| {
         let root = repo();
         let mut found = Vec::new();
-        for dir in ["tests/fixtures/events", "tests/fixtures/invalid", "../shared/samples/events"] {
+        for dir in ["tests/fixtures/events", "tests/fixtures/invalid", "tests/fixtures/samples"] {
             let dir = root.join(dir);
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -304,7 +304,7 @@ fn samples() -> &'static [Value] {
                 }
             }
         }
-        assert!(found.len() >= 30, "expected the fixtures and shared samples, found {}", found.len());
+        assert!(found.len() >= 30, "expected the fixtures and reference samples, found {}", found.len());
         found
     })
 }
