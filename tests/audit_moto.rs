@@ -62,8 +62,12 @@ async fn seed() -> Account {
         console(name, &[]).await;
         keys.insert(key, iam.create_key(&admin, name).await.unwrap().id);
     }
-    console("tagged", &[("keyguard:exempt", "break-glass")]).await;
+    console("tagged", &[("keyguard:exempt", "true")]).await;
     keys.insert("tagged", iam.create_key(&admin, "tagged").await.unwrap().id);
+    // The tag with another value exempts nothing (a violator could set `false`). Key before password: a violation.
+    iam.create_user(&admin, "tagged-false", None, &[("keyguard:exempt", "false")]).await.unwrap();
+    keys.insert("tagged-false", iam.create_key(&admin, "tagged-false").await.unwrap().id);
+    iam.create_password(&admin, "tagged-false").await.unwrap();
     console("kenji", &[]).await;
     console("late", &[]).await;
     iam.client
@@ -127,7 +131,8 @@ async fn audit_reports_every_key_of_every_user() {
         ("dual", Some(k("dual-later")), "compliant", "outside the 3s setup window"),
         ("used", Some(k("used")), "violation", ""),
         ("idle", Some(k("idle")), "compliant", "already inactive"),
-        ("tagged", Some(k("tagged")), "exempt", "tag keyguard:exempt"),
+        ("tagged", Some(k("tagged")), "exempt", "tag keyguard:exempt=true"),
+        ("tagged-false", Some(k("tagged-false")), "violation", "before the console password"),
         ("kenji", Some(k("kenji")), "suspect", "may be self-service"),
         ("svc", None, "compliant", "no console password"),
         ("nokeys", None, "compliant", "no access keys"),
@@ -138,7 +143,8 @@ async fn audit_reports_every_key_of_every_user() {
         let row = verdict_of(&rows, user, key);
         assert_eq!(row["verdict"], verdict, "{row}");
         assert!(row["reason"].as_str().unwrap().contains(reason), "{row}");
-        let action = if verdict == "violation" || verdict == "suspect" { "dry-run" } else { "none" };
+        // Exempt would-be violations are reported too (an exemption must not hide anything).
+        let action = if ["violation", "suspect", "exempt"].contains(&verdict) { "dry-run" } else { "none" };
         assert_eq!(row["action"], action, "no --apply: {row}");
         assert_eq!(row["account"], keyguard_tests::ACCOUNT);
         for field in ["user_created", "has_password", "last_used", "key_created", "access_key_id"] {
@@ -179,6 +185,7 @@ async fn audit_apply_deactivates_exactly_the_unused_violating_keys() {
     assert_eq!(status("maria", "maria").await, "Inactive");
     assert_eq!(status("dual", "dual-setup").await, "Inactive");
     assert_eq!(status("used", "used").await, "Inactive");
+    assert_eq!(status("tagged-false", "tagged-false").await, "Inactive");
     for (user, key) in
         [("dual", "dual-later"), ("kenji", "kenji"), ("tagged", "tagged"), ("svc", "svc"), ("late", "late")]
     {
@@ -187,7 +194,13 @@ async fn audit_apply_deactivates_exactly_the_unused_violating_keys() {
     let kenji = verdict_of(&rows, "kenji", None);
     assert_eq!((kenji["verdict"].as_str(), kenji["action"].as_str()), (Some("suspect"), Some("notified")));
     let received = alerts.drain().await.unwrap();
-    assert_eq!(received.len(), 4, "3 deactivations (maria, dual, used) and 1 suspect (kenji): {received:#?}");
+    assert_eq!(
+        received.len(),
+        6,
+        "4 deactivations (maria, dual, used, tagged-false), 1 suspect (kenji), 1 exempt for information (tagged): \
+         {received:#?}"
+    );
+    assert_eq!(received.iter().filter(|a| a.body["kind"] == "exempt").count(), 1);
     assert!(received.iter().all(|a| a.body["event"]["id"] == "reconciliation"));
 }
 
@@ -210,7 +223,7 @@ async fn a_used_violating_key_is_kept_unless_include_used() {
     assert_eq!(row["verdict"], "violation", "{row}");
     assert!(!row["last_used"].is_null(), "{row}");
     assert_eq!(row["action"], "notified", "{row}");
-    assert!(row["reason"].as_str().unwrap().contains("has been used"), "{row}");
+    assert!(row["reason"].as_str().unwrap().contains("would deactivate, key in use"), "{row}");
     assert_eq!(account.iam.key_status("fresh", key.access_key_id()).await.unwrap(), "Active");
 
     let (_, rows) = audit(&account, &["--apply", "--include-used"], &env);
@@ -222,15 +235,15 @@ async fn a_used_violating_key_is_kept_unless_include_used() {
 async fn the_scheduled_sweep_audits_the_account_in_the_lambda() {
     let account = seed().await;
     let sdk = account.moto.sdk().await;
-    let vars = [("KEYGUARD_MODE", "deactivate"), ("KEYGUARD_SETUP_WINDOW", WINDOW), ("KEYGUARD_RECONCILE", "dry-run")];
-    let config = Config::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-            .or_else(|| (k == "KEYGUARD_TOPIC_ARN").then(|| "arn:aws:sns:us-east-1:123456789012:unused".to_string()))
-    })
-    .unwrap();
-    let guard = keyguard_aws::sdk_guard(&config, &sdk).unwrap();
+    let alerts = AlertSink::new(&sdk).await.unwrap();
+    let vars = [
+        ("KEYGUARD_MODE", "deactivate"),
+        ("KEYGUARD_SETUP_WINDOW", WINDOW),
+        ("KEYGUARD_RECONCILE", "dry-run"),
+        ("KEYGUARD_TOPIC_ARN", alerts.topic_arn.as_str()),
+    ];
+    let config = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
+    let guard = keyguard_aws::sdk_guard(&config, &sdk).await.unwrap();
     let scheduled = json!({"version": "0", "id": "sched-1", "detail-type": "Scheduled Event", "source": "aws.events",
         "account": keyguard_tests::ACCOUNT, "time": "2026-01-01T03:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
     let report = guard.handle(&scheduled).await.unwrap();
@@ -240,8 +253,23 @@ async fn the_scheduled_sweep_audits_the_account_in_the_lambda() {
     for (key, verdict) in [(k("maria"), "violation"), (k("dual-setup"), "violation"), (k("kenji"), "suspect")] {
         assert!(flagged.contains(&(key, verdict)), "{key} {verdict} in {flagged:?}");
     }
-    assert!(report.decisions.iter().all(|d| d.action == keyguard_core::Action::DryRun));
+    // Report only: nothing deactivated, no alert per standing finding, one digest that names them.
+    assert!(report.decisions.iter().all(|d| d.action == keyguard_core::Action::None), "{report:?}");
     assert_eq!(account.iam.key_status("maria", k("maria")).await.unwrap(), "Active", "dry-run changes nothing");
+    let received = alerts.drain().await.unwrap();
+    assert_eq!(received.len(), 1, "one digest, not one alert per finding: {received:#?}");
+    let digest = &received[0];
+    assert_eq!(digest.body["kind"], "digest");
+    assert!(digest.subject.contains("daily sweep"), "{}", digest.subject);
+    let listed: Vec<&str> =
+        digest.body["findings"].as_array().unwrap().iter().filter_map(|f| f["access_key_id"].as_str()).collect();
+    for key in [k("maria"), k("dual-setup"), k("kenji")] {
+        assert!(listed.contains(&key), "{key} in the digest: {listed:?}");
+    }
+    assert_eq!(
+        digest.body["violations"].as_u64(),
+        Some(flagged.iter().filter(|(_, v)| *v == "violation").count() as u64)
+    );
 }
 
 /// CloudTrail's event history, stood in for by a mock client (moto has no LookupEvents): each key's creator.
@@ -280,12 +308,21 @@ async fn with_creators_a_suspect_becomes_self_service_and_a_violation_names_its_
         _ => None,
     })
     .unwrap();
-    let guard = keyguard_aws::sdk_guard(&config, &sdk).unwrap();
+    let guard = keyguard_aws::sdk_guard(&config, &sdk).await.unwrap();
     let creators = cloudtrail_with(vec![
         (account.keys["kenji"].clone(), "kenji"),
         (account.keys["maria"].clone(), "jordan.admin"),
     ]);
-    let outcome = guard.audit(&keyguard_aws::audit::Options::default(), Some(&creators), &|_, _| ()).await.unwrap();
+    let outcome = guard
+        .audit(
+            keyguard_tests::ACCOUNT,
+            &keyguard_aws::audit::Options::default(),
+            Some(&creators),
+            &keyguard_aws::act::Valve::new("test", 5),
+            &|_, _| (),
+        )
+        .await
+        .unwrap();
     let row = |key: &str| outcome.rows.iter().find(|r| r.access_key_id.as_deref() == Some(key)).unwrap();
     let kenji = row(&account.keys["kenji"]);
     assert_eq!(kenji.verdict, keyguard_core::Verdict::Compliant, "{kenji:?}");

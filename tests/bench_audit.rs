@@ -14,8 +14,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
+use keyguard_aws::accounts::OneAccount;
 use keyguard_aws::audit::Options;
-use keyguard_aws::{Guard, SdkIam, SdkSns};
+use keyguard_aws::{DynamoLedger, Guard, SdkIam, SdkSns, SdkSweepQueue};
+
+/// The guard over one counted account (calls are counted by the `SdkIam` adapter).
+type CountedGuard = Guard<OneAccount<SdkIam>, DynamoLedger, SdkSns, SdkSweepQueue>;
 use keyguard_core::Config;
 use keyguard_tests::{AlertSink, Caller, Iam, Moto, aws_env, repo, unique};
 
@@ -101,10 +105,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let counted = SdkIam::new(aws_sdk_iam::Client::new(&sdk));
     let sns = SdkSns::new(aws_sdk_sns::Client::new(&sdk), alerts.topic_arn.clone());
-    let guard = Guard::new(
-        counted.clone(),
-        counted.clone(),
+    let guard = CountedGuard::new(
+        OneAccount::new(keyguard_tests::ACCOUNT, counted.clone()),
+        None,
         Some(sns),
+        None,
         &config(&[("KEYGUARD_MODE", "notify"), ("KEYGUARD_TOPIC_ARN", &alerts.topic_arn)]),
     )?;
     let mut bare = Vec::new();
@@ -190,15 +195,19 @@ async fn main() -> anyhow::Result<()> {
         let mut results = Vec::new();
         for report in [false, true] {
             let counted = SdkIam::new(aws_sdk_iam::Client::new(&sdk));
-            let guard: Guard<SdkIam, SdkIam, SdkSns> = Guard::new(
-                counted.clone(),
-                counted.clone(),
+            let guard = CountedGuard::new(
+                OneAccount::new(keyguard_tests::ACCOUNT, counted.clone()),
+                None,
+                None,
                 None,
                 &config(&[("KEYGUARD_MODE", "dry-run"), ("KEYGUARD_SETUP_WINDOW", "2s")]),
             )?;
             let options = Options { concurrency: 8, credential_report: report, ..Default::default() };
             let t = Instant::now();
-            let outcome = guard.audit(&options, None::<&keyguard_aws::SdkCloudTrail>, &|_, _| ()).await?;
+            let valve = keyguard_aws::act::Valve::new("bench", 0);
+            let outcome = guard
+                .audit(keyguard_tests::ACCOUNT, &options, None::<&keyguard_aws::SdkCloudTrail>, &valve, &|_, _| ())
+                .await?;
             let secs = t.elapsed().as_secs_f64();
             results.push((
                 report,

@@ -134,6 +134,13 @@ fn bad_configuration_stops_start_up_naming_the_variable() {
 fn permissions_lists_every_action_the_code_calls() {
     let out = keyguard(&["permissions"], &[]);
     let actions: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(actions, keyguard_aws::required_actions());
-    assert!(actions.iter().all(|a| a.starts_with("iam:") || a.starts_with("sns:")));
+    assert_eq!(actions, keyguard_aws::permissions::guard_actions());
+    let services: std::collections::BTreeSet<&str> = actions.iter().filter_map(|a| a.split(':').next()).collect();
+    assert_eq!(services, ["dynamodb", "iam", "organizations", "sns", "sqs", "sts"].into_iter().collect());
+    // The member role: exactly the guard's IAM actions (iam:ListAccountAliases among them).
+    let out = keyguard(&["permissions", "--member"], &[]);
+    let member: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let iam: Vec<&String> = actions.iter().filter(|a| a.starts_with("iam:")).collect();
+    assert_eq!(member.iter().collect::<Vec<_>>(), iam);
+    assert!(member.contains(&"iam:ListAccountAliases".to_string()));
 }

@@ -28,11 +28,11 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    fn guard(&self, vars: &[(&str, &str)]) -> SdkGuard {
+    async fn guard(&self, vars: &[(&str, &str)]) -> SdkGuard {
         let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         map.entry("KEYGUARD_TOPIC_ARN".into()).or_insert_with(|| self.alerts.topic_arn.clone());
         let config = Config::from_lookup(|k| map.get(k).cloned()).unwrap();
-        keyguard_aws::sdk_guard(&config, &self.sdk).unwrap()
+        keyguard_aws::sdk_guard(&config, &self.sdk).await.unwrap()
     }
 
     /// A console user set up by an admin: user, password, and (optionally) a key, all within seconds.
@@ -55,7 +55,7 @@ fn only(report: &EventReport) -> (&str, Verdict, Action, &str) {
 async fn admin_key_for_new_console_user_notify_mode_alerts_and_changes_nothing() {
     let s = setup().await;
     let (user, events, key) = s.console_user_with_key("maria").await;
-    let guard = s.guard(&[]);
+    let guard = s.guard(&[]).await;
     let report = guard.handle(&events[2]).await.unwrap();
     let (id, verdict, action, reason) = only(&report);
     assert_eq!((id, verdict, action), (key.as_str(), Verdict::Violation, Action::Notified), "{reason}");
@@ -80,7 +80,7 @@ async fn admin_key_for_new_console_user_notify_mode_alerts_and_changes_nothing()
 async fn admin_key_for_new_console_user_deactivate_mode_deactivates_exactly_that_key() {
     let s = setup().await;
     let (user, events, key) = s.console_user_with_key("maria").await;
-    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]);
+    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await;
     let report = guard.handle(&events[2]).await.unwrap();
     assert_eq!(only(&report).2, Action::Deactivated);
     assert_eq!(s.iam.key_status(&user, &key).await.unwrap(), "Inactive");
@@ -95,7 +95,7 @@ async fn admin_key_for_new_console_user_deactivate_mode_deactivates_exactly_that
 async fn the_same_event_twice_deactivates_once_without_error() {
     let s = setup().await;
     let (user, events, key) = s.console_user_with_key("dup").await;
-    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]);
+    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await;
     let first = guard.handle(&events[2]).await.unwrap();
     let second = guard.handle(&events[2]).await.unwrap();
     assert_eq!(only(&first).2, Action::Deactivated);
@@ -119,7 +119,7 @@ async fn key_already_inactive_is_left_alone() {
         .send()
         .await
         .unwrap();
-    let report = s.guard(&[("KEYGUARD_MODE", "deactivate")]).handle(&events[2]).await.unwrap();
+    let report = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await.handle(&events[2]).await.unwrap();
     let (_, verdict, action, reason) = only(&report);
     assert_eq!((verdict, action), (Verdict::Compliant, Action::None), "{reason}");
     assert!(s.alerts.drain().await.unwrap().is_empty());
@@ -131,7 +131,7 @@ async fn password_added_after_the_key_is_caught_by_the_login_profile_event() {
     let name = unique("later-password");
     let _ = s.iam.create_user(&admin(), &name, None, &[]).await.unwrap();
     let key = s.iam.create_key(&admin(), &name).await.unwrap();
-    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]);
+    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await;
     // When the key event is handled the user has no password yet: compliant, for now.
     let first = guard.handle(&key.event).await.unwrap();
     let (_, verdict, _, reason) = only(&first);
@@ -162,7 +162,7 @@ async fn keys_outside_the_window_are_compliant_and_stay_active() {
     let setup_key = s.iam.create_key(&admin(), &name).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let later_key = s.iam.create_key(&admin(), &name).await.unwrap();
-    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate"), ("KEYGUARD_SETUP_WINDOW", "1s")]);
+    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate"), ("KEYGUARD_SETUP_WINDOW", "1s")]).await;
 
     let later = guard.handle(&later_key.event).await.unwrap();
     let (_, verdict, action, reason) = only(&later);
@@ -183,7 +183,7 @@ async fn self_service_key_is_compliant() {
     let _ = s.iam.create_password(&admin(), &name).await.unwrap();
     let key = s.iam.create_key(&Caller::IamUser(name.clone()), &name).await.unwrap();
     assert!(key.event["detail"]["requestParameters"].is_null());
-    let report = s.guard(&[("KEYGUARD_MODE", "deactivate")]).handle(&key.event).await.unwrap();
+    let report = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await.handle(&key.event).await.unwrap();
     let (_, verdict, _, reason) = only(&report);
     assert_eq!(verdict, Verdict::Compliant);
     assert!(reason.contains("self-service"), "{reason}");
@@ -201,7 +201,7 @@ async fn programmatic_service_account_is_compliant() {
         .await
         .unwrap();
     let key = s.iam.create_key(&Caller::Role("ci-iam-provisioner".into()), &name).await.unwrap();
-    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]);
+    let guard = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await;
     for event in [&created, &key.event] {
         let report = guard.handle(event).await.unwrap();
         let (_, verdict, _, reason) = only(&report);
@@ -212,34 +212,53 @@ async fn programmatic_service_account_is_compliant() {
 }
 
 #[tokio::test]
-async fn exemptions_by_tag_path_name_and_creator() {
+async fn exemptions_by_tag_path_name_and_creator_are_reported_never_silent() {
     let s = setup().await;
     let provisioner = Caller::Role("hr-provisioner".into());
     // (user, who sets it up, path, tags, what the reason must say)
     type Case = (String, Caller, Option<&'static str>, Vec<(&'static str, &'static str)>, &'static str);
     let cases: Vec<Case> = vec![
-        (unique("tagged"), admin(), None, vec![("keyguard:exempt", "break-glass")], "tag keyguard:exempt"),
+        (unique("tagged"), admin(), None, vec![("keyguard:exempt", "true")], "tag keyguard:exempt=true"),
         (unique("pathed"), admin(), Some("/service/"), vec![], "path under /service/"),
         (unique("breakglass"), admin(), None, vec![], "name matches breakglass-*"),
         (unique("hired"), provisioner.clone(), None, vec![], "creator matches"),
     ];
-    let guard = s.guard(&[
-        ("KEYGUARD_MODE", "deactivate"),
-        ("KEYGUARD_EXEMPT_PATHS", "/service/"),
-        ("KEYGUARD_EXEMPT_USERS", "breakglass-*"),
-        ("KEYGUARD_EXEMPT_CREATORS", "arn:aws:sts::*:assumed-role/hr-provisioner/*"),
-    ]);
-    for (name, by, path, tags, why) in cases {
-        let _ = s.iam.create_user(&by, &name, path, &tags).await.unwrap();
-        let _ = s.iam.create_password(&by, &name).await.unwrap();
-        let key = s.iam.create_key(&by, &name).await.unwrap();
+    let guard = s
+        .guard(&[
+            ("KEYGUARD_MODE", "deactivate"),
+            ("KEYGUARD_EXEMPT_PATHS", "/service"),
+            ("KEYGUARD_EXEMPT_USERS", "breakglass-*"),
+            ("KEYGUARD_EXEMPT_CREATORS", "arn:aws:sts::*:assumed-role/hr-provisioner/*"),
+        ])
+        .await;
+    for (name, by, path, tags, why) in &cases {
+        let _ = s.iam.create_user(by, name, *path, tags).await.unwrap();
+        let _ = s.iam.create_password(by, name).await.unwrap();
+        let key = s.iam.create_key(by, name).await.unwrap();
         let report = guard.handle(&key.event).await.unwrap();
         let (_, verdict, action, reason) = only(&report);
-        assert_eq!((verdict, action), (Verdict::Exempt, Action::None), "{name}: {reason}");
+        // Exempt: never deactivated, but reported to the security team (an exemption must not hide a violation).
+        assert_eq!((verdict, action), (Verdict::Exempt, Action::Notified), "{name}: {reason}");
         assert!(reason.contains(why), "{name}: {reason}");
-        assert_eq!(s.iam.key_status(&name, &key.id).await.unwrap(), "Active");
+        assert_eq!(s.iam.key_status(name, &key.id).await.unwrap(), "Active");
     }
-    assert!(s.alerts.drain().await.unwrap().is_empty());
+    let alerts = s.alerts.drain().await.unwrap();
+    assert_eq!(alerts.len(), cases.len(), "one informational alert per exempt would-be violation");
+    assert!(alerts.iter().all(|a| a.body["kind"] == "exempt" && a.subject.contains("exempt (info)")), "{alerts:#?}");
+
+    // The tag with any other value, `false` included, and a path that only starts alike, exempt nothing.
+    for (name, path, tags) in [
+        (unique("tag-false"), None, vec![("keyguard:exempt", "false")]),
+        (unique("desk"), Some("/service-desk/"), vec![]),
+    ] {
+        let _ = s.iam.create_user(&admin(), &name, path, &tags).await.unwrap();
+        let _ = s.iam.create_password(&admin(), &name).await.unwrap();
+        let key = s.iam.create_key(&admin(), &name).await.unwrap();
+        let report = guard.handle(&key.event).await.unwrap();
+        let (_, verdict, action, reason) = only(&report);
+        assert_eq!((verdict, action), (Verdict::Violation, Action::Deactivated), "{name}: {reason}");
+        assert_eq!(s.iam.key_status(&name, &key.id).await.unwrap(), "Inactive");
+    }
 }
 
 #[tokio::test]
@@ -253,7 +272,7 @@ async fn failed_create_access_key_is_ignored() {
         serde_json::Value::Null,
     );
     event["detail"]["errorCode"] = json!("AccessDenied");
-    let report = s.guard(&[("KEYGUARD_MODE", "deactivate")]).handle(&event).await.unwrap();
+    let report = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await.handle(&event).await.unwrap();
     let (_, verdict, action, reason) = only(&report);
     assert_eq!((verdict, action), (Verdict::Ignored, Action::None));
     assert!(reason.contains("AccessDenied"), "{reason}");
@@ -265,7 +284,7 @@ async fn user_deleted_before_the_event_is_an_outcome_once_iam_has_caught_up() {
     let (user, events, _) = s.console_user_with_key("gone").await;
     s.iam.delete_user(&user).await.unwrap();
     // Young event: IAM might still be lagging, so the guard asks Lambda to retry.
-    let young = s.guard(&[("KEYGUARD_MODE", "deactivate")]).with_consistency(Consistency {
+    let young = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await.with_consistency(Consistency {
         reads: 2,
         first_delay: Duration::from_millis(50),
         horizon: TimeDelta::seconds(60),
@@ -274,7 +293,7 @@ async fn user_deleted_before_the_event_is_an_outcome_once_iam_has_caught_up() {
     assert!(matches!(err, GuardError::NotYetConsistent { .. }), "{err}");
     assert!(err.retryable());
     // Once the event is older than the horizon (as on Lambda's retry a minute later), the user is gone.
-    let later = s.guard(&[("KEYGUARD_MODE", "deactivate")]).with_consistency(Consistency {
+    let later = s.guard(&[("KEYGUARD_MODE", "deactivate")]).await.with_consistency(Consistency {
         reads: 2,
         first_delay: Duration::from_millis(50),
         horizon: TimeDelta::zero(),
@@ -295,7 +314,7 @@ async fn create_user_event_of_a_recreated_namesake_is_about_a_gone_user() {
     let old = s.iam.create_user(&admin(), &name, None, &[]).await.unwrap();
     s.iam.delete_user(&name).await.unwrap();
     let _ = s.iam.create_user(&admin(), &name, None, &[]).await.unwrap();
-    let report = s.guard(&[]).handle(&old).await.unwrap();
+    let report = s.guard(&[]).await.handle(&old).await.unwrap();
     assert!(only(&report).3.contains("user no longer exists"));
 }
 
@@ -303,7 +322,7 @@ async fn create_user_event_of_a_recreated_namesake_is_about_a_gone_user() {
 async fn dry_run_decides_and_changes_nothing() {
     let s = setup().await;
     let (user, events, key) = s.console_user_with_key("dry").await;
-    let guard = s.guard(&[("KEYGUARD_MODE", "dry-run")]);
+    let guard = s.guard(&[("KEYGUARD_MODE", "dry-run")]).await;
     for event in &events {
         guard.handle(event).await.unwrap();
     }
@@ -323,8 +342,9 @@ async fn an_exempt_provisioners_key_is_not_deactivated_by_a_later_password_event
     s.iam.create_user(&provisioner, &name, None, &[]).await.unwrap();
     let key = s.iam.create_key(&provisioner, &name).await.unwrap();
     let password = s.iam.create_password(&provisioner, &name).await.unwrap();
-    let guard =
-        s.guard(&[("KEYGUARD_MODE", "deactivate"), ("KEYGUARD_EXEMPT_CREATORS", "arn:aws:iam::*:role/hr-provisioner")]);
+    let guard = s
+        .guard(&[("KEYGUARD_MODE", "deactivate"), ("KEYGUARD_EXEMPT_CREATORS", "arn:aws:iam::*:role/hr-provisioner")])
+        .await;
     let own = guard.handle(&key.event).await.unwrap();
     assert_eq!(only(&own).1, Verdict::Exempt, "matched by the role's ARN: {own:?}");
     let later = guard.handle(&password).await.unwrap();

@@ -53,6 +53,12 @@ pub enum GuardError {
     /// An AWS call failed; nothing was acted on after it.
     #[error("event {event_id}: {source}")]
     Aws { event_id: String, source: AwsError },
+    /// The event is from an account this guard does not guard: refused, nothing read or changed anywhere.
+    #[error("event {event_id}: account {account} is not guarded by this KeyGuard ({why}); refused, nothing was done")]
+    AccountNotGuarded { event_id: String, account: String, why: String },
+    /// An event that must not be acted on (oversized, or its accounts disagree).
+    #[error("event {event_id}: refused: {why}")]
+    Refused { event_id: String, why: String },
 }
 
 impl GuardError {
@@ -61,6 +67,7 @@ impl GuardError {
             GuardError::Parse(_) => false,
             GuardError::NotYetConsistent { .. } => true,
             GuardError::Aws { source, .. } => source.kind != AwsErrorKind::AccessDenied,
+            GuardError::AccountNotGuarded { .. } | GuardError::Refused { .. } => false,
         }
     }
 
@@ -71,6 +78,8 @@ impl GuardError {
             GuardError::NotYetConsistent { .. } => "KeyGuard.NotYetConsistent",
             GuardError::Aws { source, .. } if source.kind == AwsErrorKind::AccessDenied => "KeyGuard.AccessDenied",
             GuardError::Aws { .. } => "KeyGuard.AwsError",
+            GuardError::AccountNotGuarded { .. } => "KeyGuard.AccountNotGuarded",
+            GuardError::Refused { .. } => "KeyGuard.Refused",
         }
     }
 }

@@ -114,6 +114,19 @@ impl IamReader for SdkIam {
         }
         Ok(Some(keys))
     }
+
+    async fn key_last_used(&self, access_key_id: &str) -> Result<Option<DateTime<Utc>>, AwsError> {
+        self.count();
+        let result = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(access_key_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam:GetAccessKeyLastUsed", e));
+        let Some(out) = absent_on_not_found(result)? else { return Ok(None) };
+        Ok(out.access_key_last_used().and_then(|u| u.last_used_date()).and_then(to_chrono))
+    }
 }
 
 impl KeyDeactivator for SdkIam {
@@ -195,16 +208,10 @@ impl AccountReader for SdkIam {
         Ok(names)
     }
 
-    async fn key_last_used(&self, access_key_id: &str) -> Result<Option<DateTime<Utc>>, AwsError> {
+    async fn account_alias(&self) -> Result<Option<String>, AwsError> {
         self.count();
-        let result = self
-            .client
-            .get_access_key_last_used()
-            .access_key_id(access_key_id)
-            .send()
-            .await
-            .map_err(|e| aws_error("iam:GetAccessKeyLastUsed", e));
-        let Some(out) = absent_on_not_found(result)? else { return Ok(None) };
-        Ok(out.access_key_last_used().and_then(|u| u.last_used_date()).and_then(to_chrono))
+        let out =
+            self.client.list_account_aliases().send().await.map_err(|e| aws_error("iam:ListAccountAliases", e))?;
+        Ok(out.account_aliases().first().cloned())
     }
 }

@@ -1,51 +1,65 @@
-//! KeyGuard's AWS side: the ports, their SDK adapters, and the Guard service that runs
-//! event -> state -> decide -> act.
+//! KeyGuard's AWS side: the ports, their SDK adapters, and the service that runs the guard (one event), the audit
+//! (one account) and the sweep (every account), all through one act step.
+//!
+//! Modules depend downward only: dispatch -> guard / sweep -> audit -> act -> ports and adapters -> error.
 
+pub mod accounts;
+pub mod act;
 pub mod audit;
 pub mod cloudtrail;
+pub mod dispatch;
 pub mod error;
 pub mod guard;
 pub mod iam;
+pub mod ledger;
 pub mod logging;
+pub mod metrics;
+pub mod permissions;
 pub mod ports;
+pub mod service;
 pub mod sns;
+pub mod sqs;
+pub mod sweep;
 
+pub use accounts::{Accounts, SdkAccounts};
 pub use cloudtrail::SdkCloudTrail;
 pub use error::{AwsError, AwsErrorKind, GuardError};
-pub use guard::{Consistency, Guard};
 pub use iam::SdkIam;
+pub use ledger::DynamoLedger;
+pub use service::{Consistency, Guard};
 pub use sns::SdkSns;
+pub use sqs::SdkSweepQueue;
 
 use keyguard_core::{Config, ConfigError};
-use ports::{AccountReader, AlertPublisher, IamReader, KeyDeactivator};
 
-/// The guard as deployed: IAM and SNS through the SDK.
-pub type SdkGuard = Guard<SdkIam, SdkIam, SdkSns>;
+/// The guard as deployed: every port through the SDK.
+pub type SdkGuard = Guard<SdkAccounts, DynamoLedger, SdkSns, SdkSweepQueue>;
+
+/// Why the guard could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start: {0}")]
+    Aws(#[from] AwsError),
+}
 
 /// Loads the SDK configuration the standard way (`AWS_ENDPOINT_URL`, region, credentials chain).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
-/// Builds the guard from one SDK configuration; clients are made here, once.
-pub fn sdk_guard(config: &Config, sdk: &aws_config::SdkConfig) -> Result<SdkGuard, ConfigError> {
-    let iam = SdkIam::new(aws_sdk_iam::Client::new(sdk));
+/// Builds the guard from one SDK configuration; clients are made here, once. Nothing is called yet (the own
+/// account is found on first use).
+pub async fn sdk_guard(config: &Config, sdk: &aws_config::SdkConfig) -> Result<SdkGuard, SetupError> {
+    let accounts = SdkAccounts::new(sdk, config.scope.clone());
+    let ledger = config.ledger_table.as_ref().map(|t| DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), t));
     let alerts = config.topic_arn.as_ref().map(|arn| SdkSns::new(aws_sdk_sns::Client::new(sdk), arn));
-    Guard::new(iam.clone(), iam, alerts, config)
+    let queue = config.sweep_queue_url.as_ref().map(|url| SdkSweepQueue::new(aws_sdk_sqs::Client::new(sdk), url));
+    Ok(Guard::new(accounts, ledger, alerts, queue, config)?)
 }
 
-/// Every AWS action the Lambda's code calls (events and the scheduled sweep), sorted: the deployed role must grant
-/// exactly these. The CLI's extras are the operator's own: `audit --with-creators` needs
-/// [`CreatorLookup::ACTIONS`], `replay s3://` needs `s3:ListBucket` and `s3:GetObject`.
+/// Every AWS action the Lambda's code calls: see [`permissions::guard_actions`].
 pub fn required_actions() -> Vec<&'static str> {
-    let mut all: Vec<&'static str> = [
-        <SdkIam as IamReader>::ACTIONS,
-        <SdkIam as KeyDeactivator>::ACTIONS,
-        <SdkSns as AlertPublisher>::ACTIONS,
-        <SdkIam as AccountReader>::ACTIONS,
-    ]
-    .concat();
-    all.sort_unstable();
-    all.dedup();
-    all
+    permissions::guard_actions()
 }

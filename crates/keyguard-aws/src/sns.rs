@@ -33,7 +33,7 @@ impl AlertPublisher for SdkSns {
                 MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| {
                     AwsError { operation: "sns:Publish", kind: AwsErrorKind::Other, message: e.to_string() }
                 })?;
-            request = request.message_attributes(*name, attribute);
+            request = request.message_attributes(name, attribute);
         }
         let out = request.send().await.map_err(|e| aws_error("sns:Publish", e))?;
         Ok(out.message_id().unwrap_or_default().to_string())

@@ -13,18 +13,22 @@ use std::time::Duration;
 use aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_iam::error::BoxError;
+use aws_sdk_iam::operation::get_access_key_last_used::GetAccessKeyLastUsedOutput;
 use aws_sdk_iam::operation::get_login_profile::GetLoginProfileOutput;
 use aws_sdk_iam::operation::get_user::{GetUserError, GetUserOutput};
 use aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput;
 use aws_sdk_iam::operation::update_access_key::UpdateAccessKeyOutput;
-use aws_sdk_iam::types::{AccessKeyMetadata, LoginProfile, StatusType, Tag, User};
+use aws_sdk_iam::types::{AccessKeyLastUsed, AccessKeyMetadata, LoginProfile, StatusType, Tag, User};
 use aws_sdk_sns::operation::publish::{PublishInput, PublishOutput};
 use aws_smithy_mocks::{Rule, RuleBuilder, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use keyguard_aws::accounts::OneAccount;
 use keyguard_aws::ports::{AlertPublisher, Deactivation, IamReader, KeyDeactivator};
-use keyguard_aws::{AwsError, AwsErrorKind, Consistency, Guard, GuardError, SdkIam, SdkSns};
+use keyguard_aws::{
+    AwsError, AwsErrorKind, Consistency, DynamoLedger, Guard, GuardError, SdkIam, SdkSns, SdkSweepQueue,
+};
 use keyguard_core::{Action, Alert, AlertFacts, Config, EventReport, Principal, Verdict};
 use serde_json::{Value, json};
 
@@ -212,6 +216,17 @@ fn update_ok() -> Rule {
         .then_output(|| UpdateAccessKeyOutput::builder().build())
 }
 
+/// GetAccessKeyLastUsed: `used` Some(when) or never.
+fn last_used(used: Option<DateTime<Utc>>) -> Rule {
+    mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(move || {
+        let mut last = AccessKeyLastUsed::builder().service_name("N/A").region("N/A");
+        if let Some(t) = used {
+            last = last.last_used_date(aws_smithy_types::DateTime::from_secs(t.timestamp())).service_name("s3");
+        }
+        GetAccessKeyLastUsedOutput::builder().user_name(USER).access_key_last_used(last.build().unwrap()).build()
+    })
+}
+
 /// Succeeds and keeps every request, for inspection.
 fn publish_capturing(captured: &Arc<Mutex<Vec<PublishInput>>>) -> Rule {
     let captured = captured.clone();
@@ -383,6 +398,10 @@ fn sample_alert() -> Alert {
         verdict: Verdict::Violation,
         reason: "access key created 42 seconds after the user, during setup of a console user".into(),
         action: Action::Notified,
+        note: None,
+        kind: keyguard_core::AlertKind::Finding,
+        account_alias: None,
+        exempt_tag: ("keyguard:exempt".into(), "true".into()),
     })
 }
 
@@ -409,9 +428,9 @@ async fn publish_sends_json_structure_subject_attributes_and_default() {
 
     let attributes = sent.message_attributes().expect("message attributes");
     let names: BTreeSet<&str> = attributes.keys().map(String::as_str).collect();
-    assert_eq!(names, BTreeSet::from(["account", "action", "rule", "user", "verdict"]));
+    assert_eq!(names, BTreeSet::from(["account", "action", "kind", "rule", "user", "verdict"]));
     for (name, value) in &alert.attributes {
-        let sent_value = &attributes[*name];
+        let sent_value = &attributes[name];
         assert_eq!(sent_value.data_type(), "String", "{name}");
         assert_eq!(sent_value.string_value(), Some(value.as_str()), "{name}");
     }
@@ -542,12 +561,17 @@ fn create_login_profile_event(event_time: DateTime<Utc>) -> Value {
     )
 }
 
+/// The guard over one mocked account, without a ledger or a sweep queue.
+type MockGuard = Guard<OneAccount<SdkIam>, DynamoLedger, SdkSns, SdkSweepQueue>;
+
 /// One account's IAM and SNS as the mocks show them, and what the guard did to them.
 struct World {
     get_user: Rule,
     get_login_profile: Rule,
     list_access_keys: Rule,
     update_access_key: Rule,
+    last_used: Rule,
+    alias: Rule,
     publish: Rule,
     published: Arc<Mutex<Vec<PublishInput>>>,
     seen: Seen,
@@ -564,21 +588,35 @@ impl World {
             get_login_profile: login_profile_ok(user_created),
             list_access_keys: keys_ok(vec![(KEY, secs(event_time), StatusType::Active)]),
             update_access_key: update_ok(),
+            last_used: last_used(None),
+            alias: mock!(aws_sdk_iam::Client::list_account_aliases).then_output(|| {
+                aws_sdk_iam::operation::list_account_aliases::ListAccountAliasesOutput::builder()
+                    .account_aliases("acme-prod")
+                    .is_truncated(false)
+                    .build()
+                    .unwrap()
+            }),
             publish: publish_capturing(&published),
             published,
             seen: new_seen(),
         }
     }
 
-    fn guard(&self, mode: &str) -> Guard<SdkIam, SdkIam, SdkSns> {
+    fn guard(&self, mode: &str) -> MockGuard {
         let iam = iam_client(
-            &[&self.get_user, &self.get_login_profile, &self.list_access_keys, &self.update_access_key],
+            &[
+                &self.get_user,
+                &self.get_login_profile,
+                &self.list_access_keys,
+                &self.update_access_key,
+                &self.last_used,
+                &self.alias,
+            ],
             &self.seen,
         );
         let sns = sns_client(&[&self.publish], &self.seen);
-        Guard::new(SdkIam::new(iam.clone()), SdkIam::new(iam), Some(SdkSns::new(sns, TOPIC)), &config(mode))
-            .unwrap()
-            .with_consistency(FAST)
+        let accounts = OneAccount::new(ACCOUNT, SdkIam::new(iam));
+        Guard::new(accounts, None, Some(SdkSns::new(sns, TOPIC)), None, &config(mode)).unwrap().with_consistency(FAST)
     }
 
     /// Runs one event through a fresh guard, then checks every call it sent is a declared permission.
@@ -736,9 +774,10 @@ async fn guard_denied_read_is_not_retryable_and_acts_on_nothing() {
     assert_eq!(w.effects(), (0, 0));
 }
 
-/// 3e. UpdateAccessKey denied in deactivate mode: not retryable, no alert claiming anything.
+/// 3e. UpdateAccessKey denied in deactivate mode without a ledger: the alert went first (it cannot be lost), saying
+/// so; the event fails, not retryable (fix the role).
 #[tokio::test]
-async fn guard_denied_deactivation_is_not_retryable_and_publishes_nothing() {
+async fn guard_denied_deactivation_without_a_ledger_is_not_retryable_after_its_alert() {
     let now = Utc::now();
     let w = World {
         update_access_key: iam_error(mock!(aws_sdk_iam::Client::update_access_key), 403, "AccessDenied"),
@@ -753,12 +792,15 @@ async fn guard_denied_deactivation_is_not_retryable_and_publishes_nothing() {
     );
     assert!(!err.retryable());
     assert_eq!(err.kind(), "KeyGuard.AccessDenied");
-    assert_eq!(w.effects(), (1, 0));
+    assert_eq!(w.effects(), (1, 1));
+    let sent = w.published.lock().unwrap().pop().unwrap();
+    assert!(sent.message().unwrap().contains("no ledger: this alert goes out first"));
 }
 
-/// 3f. The key was deactivated but the alert could not be sent: the event fails (retryable).
+/// 3f. Without a ledger the alert goes before the deactivation: when it cannot be sent, nothing is deactivated and
+/// the event fails (retryable), so the retry alerts and deactivates (never a silent deactivation).
 #[tokio::test]
-async fn guard_failed_publish_after_deactivation_is_retryable() {
+async fn guard_without_a_ledger_failed_publish_deactivates_nothing_and_is_retryable() {
     let now = Utc::now();
     let w = World {
         publish: http_error(mock!(aws_sdk_sns::Client::publish), 500, SNS_NS, "InternalError", "try again"),
@@ -772,7 +814,22 @@ async fn guard_failed_publish_after_deactivation_is_retryable() {
         "{err:?}"
     );
     assert!(err.retryable());
-    assert_eq!(w.effects(), (1, 1), "deactivated once, publish tried once");
+    assert_eq!(w.effects(), (0, 1), "publish tried once, nothing deactivated");
+}
+
+/// 3f'. A violation whose key has been used is not deactivated (a late event must not switch off a key in use):
+/// it is alerted "would deactivate, key in use".
+#[tokio::test]
+async fn guard_does_not_deactivate_a_key_in_use() {
+    let now = Utc::now();
+    let w = World { last_used: last_used(Some(now - TimeDelta::minutes(3))), ..World::violation(now) };
+    let report = w.run("deactivate", &create_access_key_event(now)).await.unwrap();
+    let d = only_decision(&report);
+    assert_eq!((d.verdict, d.action), (Verdict::Violation, Action::Notified), "{d:?}");
+    assert!(d.note.as_deref().unwrap_or("").contains("would deactivate, key in use"), "{d:?}");
+    assert_eq!(w.effects(), (0, 1));
+    let sent = w.published.lock().unwrap().pop().unwrap();
+    assert!(sent.message().unwrap().contains("would deactivate, key in use"));
 }
 
 /// 3g. Dry-run decides and changes nothing.
@@ -825,6 +882,7 @@ async fn guard_deactivate_sets_the_key_inactive_then_alerts() {
     let attributes = sent.message_attributes().unwrap();
     assert_eq!(attributes["action"].string_value(), Some("deactivated"));
     assert_eq!(attributes["account"].string_value(), Some(ACCOUNT));
+    assert_eq!(report.account_alias.as_deref(), Some("acme-prod"), "the alias is read once there is something to tell");
     let message: Value = serde_json::from_str(sent.message().unwrap()).unwrap();
     let text = message["default"].as_str().unwrap();
     assert!(
@@ -859,25 +917,20 @@ async fn guard_key_deleted_before_deactivation_is_gone_not_error() {
     let d = only_decision(&report);
     assert_eq!((d.verdict, d.action), (Verdict::Compliant, Action::None), "{d:?}");
     assert!(d.reason.contains("no longer exists"), "{}", d.reason);
-    assert_eq!(w.effects(), (1, 0));
+    // Without a ledger the alert went before the deactivation (so that it can never be lost).
+    assert_eq!(w.effects(), (1, 1));
 }
 
 /// Only dry-run may run without a topic.
 #[test]
 fn guard_without_topic_needs_dry_run() {
     let iam = iam_client(&[], &new_seen());
-    let err = Guard::<SdkIam, SdkIam, SdkSns>::new(
-        SdkIam::new(iam.clone()),
-        SdkIam::new(iam.clone()),
-        None,
-        &config("notify"),
-    )
-    .err()
-    .expect("notify without a topic is refused");
+    let accounts = || OneAccount::new(ACCOUNT, SdkIam::new(iam.clone()));
+    let err = MockGuard::new(accounts(), None, None, None, &config("notify"))
+        .err()
+        .expect("notify without a topic is refused");
     assert_eq!(err.variable, "KEYGUARD_TOPIC_ARN");
-    let dry =
-        Guard::<SdkIam, SdkIam, SdkSns>::new(SdkIam::new(iam.clone()), SdkIam::new(iam), None, &config("dry-run"));
-    assert!(dry.is_ok());
+    assert!(MockGuard::new(accounts(), None, None, None, &config("dry-run")).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -903,11 +956,18 @@ async fn required_actions_cover_the_ports_and_every_call_the_guard_makes() {
     let w = World::violation(now);
     w.run("deactivate", &create_access_key_event(now)).await.unwrap();
     let seen = w.seen();
-    let expected: BTreeSet<String> =
-        ["iam:GetLoginProfile", "iam:GetUser", "iam:ListAccessKeys", "iam:UpdateAccessKey", "sns:Publish"]
-            .into_iter()
-            .map(String::from)
-            .collect();
+    let expected: BTreeSet<String> = [
+        "iam:GetAccessKeyLastUsed",
+        "iam:GetLoginProfile",
+        "iam:GetUser",
+        "iam:ListAccessKeys",
+        "iam:ListAccountAliases",
+        "iam:UpdateAccessKey",
+        "sns:Publish",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     assert_eq!(seen, expected);
     for action in &seen {
         assert!(declared.contains(&action.as_str()), "{action} was called but is not in required_actions()");

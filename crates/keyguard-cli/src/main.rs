@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use keyguard_aws::Accounts;
 use keyguard_core::{Config, Mode};
 use serde_json::json;
 
@@ -41,7 +43,25 @@ enum Command {
     /// `s3://bucket/prefix`): every setup key ever created, with its creator. Exit codes as for audit.
     Replay(replay::ReplayArgs),
     /// Print, as a JSON array, every AWS action the guard's code calls (the deployed role must grant exactly these).
-    Permissions,
+    Permissions {
+        /// The member role's actions instead (organization deployments: infra/org/member.yaml).
+        #[arg(long)]
+        member: bool,
+    },
+    /// The ledger (DynamoDB): `keyguard ledger create --table NAME` makes one for local use and tests.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Create the ledger table (on-demand, TTL on `expires_at`); an existing table is left as it is.
+    Create {
+        #[arg(long)]
+        table: String,
+    },
 }
 
 /// The rule's settings: flags override the KEYGUARD_* environment variables the Lambda reads.
@@ -65,7 +85,8 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    /// The configuration: flags first, then the environment. `mode` replaces KEYGUARD_MODE when given.
+    /// The configuration: flags first, then the environment. `mode` replaces KEYGUARD_MODE when given (the value in
+    /// the environment must still be a valid mode: a typo is an error in every command).
     pub fn config(&self, mode: Option<Mode>) -> anyhow::Result<Config> {
         let flags = [
             ("KEYGUARD_SETUP_WINDOW", &self.window),
@@ -74,15 +95,29 @@ impl PolicyArgs {
             ("KEYGUARD_EXEMPT_PATHS", &self.exempt_paths),
             ("KEYGUARD_EXEMPT_CREATORS", &self.exempt_creators),
         ];
-        let config = Config::from_lookup(|name| {
-            if name == "KEYGUARD_MODE" && mode.is_some() {
-                return mode.map(|m| m.as_str().to_string());
-            }
-            flags.iter().find(|(n, _)| *n == name).and_then(|(_, v)| (*v).clone()).or_else(|| std::env::var(name).ok())
-        })
-        .context("configuration")?;
-        Ok(config)
+        config_with(mode, |name| flags.iter().find(|(n, _)| *n == name).and_then(|(_, v)| (*v).clone()))
     }
+}
+
+/// The configuration from `flag(name)` first, then the environment; `mode` replaces KEYGUARD_MODE when given, after
+/// checking the environment's value.
+fn config_with(mode: Option<Mode>, flag: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+    if let Ok(value) = std::env::var("KEYGUARD_MODE")
+        && !value.trim().is_empty()
+    {
+        value
+            .parse::<Mode>()
+            .map_err(|problem| keyguard_core::ConfigError { variable: "KEYGUARD_MODE", problem })
+            .context("configuration")?;
+    }
+    let config = Config::from_lookup(|name| {
+        if name == "KEYGUARD_MODE" && mode.is_some() {
+            return mode.map(|m| m.as_str().to_string());
+        }
+        flag(name).or_else(|| std::env::var(name).ok())
+    })
+    .context("configuration")?;
+    Ok(config)
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,9 +131,21 @@ struct AuditArgs {
     /// With --apply, also deactivate violating keys that have been used.
     #[arg(long)]
     include_used: bool,
-    /// How many users to read at once.
+    /// How many users to read at once (per account).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Audit these accounts (comma-separated ids) through the member role, instead of the credentials' own account.
+    #[arg(long, value_delimiter = ',', conflicts_with = "organization")]
+    accounts: Vec<String>,
+    /// Audit every active account of the organization (Organizations ListAccounts) through the member role.
+    #[arg(long)]
+    organization: bool,
+    /// The member role's name [env: KEYGUARD_MEMBER_ROLE; default: KeyGuardMember].
+    #[arg(long)]
+    role_name: Option<String>,
+    /// How many accounts to audit at once.
+    #[arg(long, default_value_t = 4)]
+    account_concurrency: usize,
     /// Read every user instead of narrowing the account down with the credential report.
     #[arg(long)]
     no_credential_report: bool,
@@ -126,8 +173,19 @@ async fn main() -> ExitCode {
 /// Ok(true) when every event was handled (handle), or nothing was flagged (audit, replay).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::Permissions => {
-            println!("{}", json!(keyguard_aws::required_actions()));
+        Command::Permissions { member } => {
+            let actions = if member {
+                keyguard_aws::permissions::member_actions()
+            } else {
+                keyguard_aws::permissions::guard_actions()
+            };
+            println!("{}", json!(actions));
+            Ok(true)
+        }
+        Command::Ledger { command: LedgerCommand::Create { table } } => {
+            let sdk = keyguard_aws::sdk_config().await;
+            keyguard_aws::DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), &table).create_table().await?;
+            eprintln!("keyguard: ledger table {table} ready (set KEYGUARD_LEDGER_TABLE={table})");
             Ok(true)
         }
         Command::Handle { apply, files } => handle(apply, &files).await,
@@ -148,13 +206,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 async fn handle(apply: bool, files: &[PathBuf]) -> anyhow::Result<bool> {
-    let config = Config::from_lookup(|name| {
-        // Without --apply the CLI is a dry run, whatever KEYGUARD_MODE says, and needs no topic.
-        if !apply && name == "KEYGUARD_MODE" { Some("dry-run".into()) } else { std::env::var(name).ok() }
-    })
-    .context("configuration")?;
+    // Without --apply the CLI is a dry run, whatever KEYGUARD_MODE says, and needs no topic.
+    let config = config_with(if apply { None } else { Some(Mode::DryRun) }, |_| None)?;
     let sdk = keyguard_aws::sdk_config().await;
-    let guard = keyguard_aws::sdk_guard(&config, &sdk).context("configuration")?;
+    let guard = keyguard_aws::sdk_guard(&config, &sdk).await?;
     let mut all_ok = true;
     for file in files {
         for item in input::read_events(file)? {
@@ -182,17 +237,37 @@ async fn handle(apply: bool, files: &[PathBuf]) -> anyhow::Result<bool> {
 }
 
 async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
-    let config = args.policy.config(if args.apply { None } else { Some(Mode::DryRun) })?;
+    let mut config = args.policy.config(if args.apply { None } else { Some(Mode::DryRun) })?;
+    if !args.accounts.is_empty() || args.organization {
+        let role = args
+            .role_name
+            .clone()
+            .or_else(|| std::env::var("KEYGUARD_MEMBER_ROLE").ok().filter(|r| !r.trim().is_empty()))
+            .unwrap_or_else(|| DEFAULT_MEMBER_ROLE.to_string());
+        config.scope = if args.organization {
+            keyguard_core::Scope::Organization { role }
+        } else {
+            keyguard_core::Scope::Listed { role, accounts: args.accounts.clone() }
+        };
+    }
     let sdk = keyguard_aws::sdk_config().await;
-    let guard = keyguard_aws::sdk_guard(&config, &sdk).context("configuration")?;
+    let guard = keyguard_aws::sdk_guard(&config, &sdk).await?;
+    let accounts = match config.scope {
+        keyguard_core::Scope::Own => vec![guard.accounts().own().await?],
+        _ => guard.accounts().all().await?,
+    };
     let options = keyguard_aws::audit::Options {
         concurrency: args.concurrency.max(1),
         include_used: args.include_used,
         dry_run: !args.apply,
+        may_deactivate: args.apply,
         credential_report: !args.no_credential_report,
         // An operator's explicit --apply follows CIS's remediation: unused violating keys are deactivated.
         deactivate_without_creator: true,
+        per_key_alerts: true,
     };
+    // One safety valve for the whole run, across accounts.
+    let valve = keyguard_aws::act::Valve::new("keyguard audit --apply", config.max_deactivations);
     // A progress bar on a terminal only: piped output stays clean.
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
@@ -211,19 +286,37 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
             aws_sdk_cloudtrail::config::Builder::from(&sdk).region(aws_config::Region::new("us-east-1")).build();
         keyguard_aws::SdkCloudTrail::new(aws_sdk_cloudtrail::Client::from_conf(config))
     });
-    let outcome = guard.audit(&options, creators.as_ref(), &progress).await?;
+    let audits = futures::stream::iter(accounts.iter().cloned())
+        .map(|account| {
+            let (guard, options, creators, valve, progress) = (&guard, &options, creators.as_ref(), &valve, &progress);
+            async move { (account.clone(), guard.audit(&account, options, creators, valve, progress).await) }
+        })
+        .buffered(args.account_concurrency.max(1));
+    let results: Vec<_> = futures::StreamExt::collect(audits).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let flagged = output::write_rows(&outcome.rows, args.format, &mut std::io::stdout().lock())?;
-    anyhow::ensure!(
-        outcome.errors.is_empty(),
-        "{} user(s) could not be audited: {}",
-        outcome.errors.len(),
-        outcome.errors.join("; ")
-    );
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (account, result) in results {
+        match result {
+            Ok(outcome) => {
+                failures.extend(outcome.errors.iter().map(|e| format!("account {account}: user {e}")));
+                rows.extend(outcome.rows);
+            }
+            Err(e) => failures.push(format!("account {account}: {e}")),
+        }
+    }
+    let flagged = output::write_rows(&rows, args.format, &mut std::io::stdout().lock())?;
+    for failure in &failures {
+        eprintln!("keyguard: not audited: {failure}");
+    }
+    anyhow::ensure!(failures.is_empty(), "{} account(s) or user(s) could not be audited", failures.len());
     Ok(!flagged)
 }
+
+/// The member role's name when neither --role-name nor KEYGUARD_MEMBER_ROLE says (infra/org/member.yaml's default).
+const DEFAULT_MEMBER_ROLE: &str = "KeyGuardMember";
 
 fn event_id(event: &serde_json::Value) -> Option<&str> {
     event.pointer("/detail/eventID").or_else(|| event.get("id")).and_then(|v| v.as_str())

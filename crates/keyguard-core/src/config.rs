@@ -9,7 +9,11 @@ use crate::exempt::Exemptions;
 use crate::rule::Policy;
 
 pub const DEFAULT_EXEMPT_TAG: &str = "keyguard:exempt";
+/// Only this value of the tag exempts (`keyguard:exempt=false` must not).
+pub const DEFAULT_EXEMPT_TAG_VALUE: &str = "true";
 pub const DEFAULT_WINDOW: &str = "10m";
+/// The safety valve: at most this many deactivations per event, per sweep and per `audit --apply` run.
+pub const DEFAULT_MAX_DEACTIVATIONS: usize = 5;
 /// Longer windows stop meaning "initial setup"; a typo such as `10h` for `10m` should fail loudly.
 const MAX_WINDOW_SECONDS: i64 = 7 * 24 * 3600;
 
@@ -47,6 +51,27 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// Which accounts the guard acts in (DESIGN.md §2: an event from any other account is refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The function's own account only (no `KEYGUARD_MEMBER_ROLE`): the single-account deployment.
+    Own,
+    /// These accounts (`KEYGUARD_ACCOUNTS`), each through the member role (the own account with its own credentials).
+    Listed { role: String, accounts: Vec<String> },
+    /// Every account of the organization (`KEYGUARD_MEMBER_ROLE` without `KEYGUARD_ACCOUNTS`).
+    Organization { role: String },
+}
+
+impl Scope {
+    /// The member role's name, in organization deployments.
+    pub fn member_role(&self) -> Option<&str> {
+        match self {
+            Scope::Own => None,
+            Scope::Listed { role, .. } | Scope::Organization { role } => Some(role),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
@@ -56,6 +81,18 @@ pub struct Config {
     /// Whether the scheduled reconciliation sweep acts by `mode` (`KEYGUARD_RECONCILE=apply`) or only reports
     /// (`dry-run`, the default: the sweep sees keys without their creator, so it starts cautious).
     pub reconcile_apply: bool,
+    /// The safety valve (`KEYGUARD_MAX_DEACTIVATIONS`): deactivations allowed per event, per sweep, per run.
+    pub max_deactivations: usize,
+    /// The DynamoDB ledger (`KEYGUARD_LEDGER_TABLE`); without it the guard is stateless.
+    pub ledger_table: Option<String>,
+    /// Which accounts are guarded (`KEYGUARD_MEMBER_ROLE`, `KEYGUARD_ACCOUNTS`).
+    pub scope: Scope,
+    /// The sweep queue (`KEYGUARD_SWEEP_QUEUE_URL`): the schedule sends one message per account to it.
+    pub sweep_queue_url: Option<String>,
+    /// File findings in Security Hub (`KEYGUARD_SECURITY_HUB=on`).
+    pub security_hub: bool,
+    /// A second SNS topic carrying chat-formatted alerts (`KEYGUARD_CHAT_TOPIC_ARN`).
+    pub chat_topic_arn: Option<String>,
 }
 
 /// A bad setting: names the variable, so the operator knows what to fix.
@@ -82,7 +119,7 @@ impl Config {
         let window = parse_window(&window_text).map_err(|e| bad("KEYGUARD_SETUP_WINDOW", e))?;
         let topic_arn = var("KEYGUARD_TOPIC_ARN");
         if let Some(arn) = &topic_arn {
-            if !(arn.starts_with("arn:") && arn.split(':').nth(2) == Some("sns") && arn.split(':').count() == 6) {
+            if !is_topic_arn(arn) {
                 return Err(bad("KEYGUARD_TOPIC_ARN", format!("{arn:?} is not an SNS topic ARN")));
             }
         } else if mode != Mode::DryRun {
@@ -92,23 +129,71 @@ impl Config {
             ));
         }
         let tag = var("KEYGUARD_EXEMPT_TAG").unwrap_or_else(|| DEFAULT_EXEMPT_TAG.to_string());
+        let tag_value = var("KEYGUARD_EXEMPT_TAG_VALUE").unwrap_or_else(|| DEFAULT_EXEMPT_TAG_VALUE.to_string());
+        if tag_value.chars().count() > 256 {
+            return Err(bad("KEYGUARD_EXEMPT_TAG_VALUE", "longer than an IAM tag value (256 characters)"));
+        }
         let paths = list(var("KEYGUARD_EXEMPT_PATHS"));
         if let Some(p) = paths.iter().find(|p| !p.starts_with('/')) {
             return Err(bad("KEYGUARD_EXEMPT_PATHS", format!("{p:?} is not an IAM path (must start with /)")));
         }
         let users = list(var("KEYGUARD_EXEMPT_USERS"));
         let creators = list(var("KEYGUARD_EXEMPT_CREATORS"));
-        let exemptions = Exemptions::new(&tag, &paths, &users, &creators).map_err(|e| {
-            let variable =
-                if users.contains(&e.pattern) { "KEYGUARD_EXEMPT_USERS" } else { "KEYGUARD_EXEMPT_CREATORS" };
-            bad(variable, e.to_string())
-        })?;
+        let exemptions = Exemptions::new(&tag, &paths, &users, &creators)
+            .map_err(|e| {
+                let variable =
+                    if users.contains(&e.pattern) { "KEYGUARD_EXEMPT_USERS" } else { "KEYGUARD_EXEMPT_CREATORS" };
+                bad(variable, e.to_string())
+            })?
+            .with_tag_value(&tag_value);
         let reconcile_apply = match var("KEYGUARD_RECONCILE").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("dry-run") => false,
             Some("apply") => true,
             Some(other) => return Err(bad("KEYGUARD_RECONCILE", format!("{other:?} is not one of dry-run, apply"))),
         };
-        Ok(Config { mode, policy: Policy { window, exemptions }, topic_arn, reconcile_apply })
+        let max_deactivations = match var("KEYGUARD_MAX_DEACTIVATIONS") {
+            None => DEFAULT_MAX_DEACTIVATIONS,
+            Some(n) => n.parse::<usize>().ok().filter(|n| *n <= 10_000).ok_or_else(|| {
+                bad("KEYGUARD_MAX_DEACTIVATIONS", format!("{n:?} is not a whole number from 0 to 10000"))
+            })?,
+        };
+        let ledger_table = var("KEYGUARD_LEDGER_TABLE");
+        if let Some(table) = &ledger_table
+            && !((3..=255).contains(&table.len())
+                && table.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        {
+            return Err(bad("KEYGUARD_LEDGER_TABLE", format!("{table:?} is not a DynamoDB table name")));
+        }
+        let scope = scope(var("KEYGUARD_MEMBER_ROLE"), var("KEYGUARD_ACCOUNTS"))?;
+        let sweep_queue_url = var("KEYGUARD_SWEEP_QUEUE_URL");
+        if let Some(url) = &sweep_queue_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(bad("KEYGUARD_SWEEP_QUEUE_URL", format!("{url:?} is not an SQS queue URL")));
+        }
+        let security_hub = match var("KEYGUARD_SECURITY_HUB").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("off" | "false" | "0") => false,
+            Some("on" | "true" | "1") => true,
+            Some(other) => return Err(bad("KEYGUARD_SECURITY_HUB", format!("{other:?} is not one of on, off"))),
+        };
+        let chat_topic_arn = var("KEYGUARD_CHAT_TOPIC_ARN");
+        if let Some(arn) = &chat_topic_arn
+            && !is_topic_arn(arn)
+        {
+            return Err(bad("KEYGUARD_CHAT_TOPIC_ARN", format!("{arn:?} is not an SNS topic ARN")));
+        }
+        Ok(Config {
+            mode,
+            policy: Policy { window, exemptions },
+            topic_arn,
+            reconcile_apply,
+            max_deactivations,
+            ledger_table,
+            scope,
+            sweep_queue_url,
+            security_hub,
+            chat_topic_arn,
+        })
     }
 
     /// Reads the process environment.
@@ -135,6 +220,31 @@ pub fn parse_window(text: &str) -> Result<TimeDelta, String> {
     Ok(window)
 }
 
+fn is_topic_arn(arn: &str) -> bool {
+    arn.starts_with("arn:") && arn.split(':').nth(2) == Some("sns") && arn.split(':').count() == 6
+}
+
+/// `KEYGUARD_MEMBER_ROLE` (a role name) and `KEYGUARD_ACCOUNTS` (12-digit ids) into the guarded scope.
+fn scope(role: Option<String>, accounts: Option<String>) -> Result<Scope, ConfigError> {
+    let accounts = list(accounts);
+    if let Some(a) = accounts.iter().find(|a| !(a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))) {
+        return Err(bad("KEYGUARD_ACCOUNTS", format!("{a:?} is not a 12-digit AWS account id")));
+    }
+    let Some(role) = role else {
+        return if accounts.is_empty() {
+            Ok(Scope::Own)
+        } else {
+            Err(bad("KEYGUARD_ACCOUNTS", "needs KEYGUARD_MEMBER_ROLE, the role the guard assumes in those accounts"))
+        };
+    };
+    let valid =
+        (1..=64).contains(&role.len()) && role.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !valid {
+        return Err(bad("KEYGUARD_MEMBER_ROLE", format!("{role:?} is not an IAM role name (not an ARN, no path)")));
+    }
+    Ok(if accounts.is_empty() { Scope::Organization { role } } else { Scope::Listed { role, accounts } })
+}
+
 fn list(value: Option<String>) -> Vec<String> {
     value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
@@ -157,7 +267,12 @@ mod tests {
         assert_eq!(c.mode, Mode::Notify);
         assert_eq!(c.policy.window, TimeDelta::minutes(10));
         assert_eq!(c.topic_arn.as_deref(), Some(TOPIC));
-        assert!(c.policy.exemptions.for_user("u", "/", &[("keyguard:exempt".into(), "x".into())]).is_some());
+        assert!(c.policy.exemptions.for_user("u", "/", &[("keyguard:exempt".into(), "true".into())]).is_some());
+        assert!(c.policy.exemptions.for_user("u", "/", &[("keyguard:exempt".into(), "false".into())]).is_none());
+        assert_eq!(c.max_deactivations, 5);
+        assert_eq!(c.scope, Scope::Own);
+        assert_eq!(c.ledger_table, None);
+        assert!(!c.security_hub);
     }
 
     #[test]
@@ -167,6 +282,14 @@ mod tests {
             ("KEYGUARD_SETUP_WINDOW", "90s"),
             ("KEYGUARD_TOPIC_ARN", TOPIC),
             ("KEYGUARD_EXEMPT_TAG", "security:skip"),
+            ("KEYGUARD_EXEMPT_TAG_VALUE", "approved"),
+            ("KEYGUARD_MAX_DEACTIVATIONS", "2"),
+            ("KEYGUARD_LEDGER_TABLE", "keyguard-ledger"),
+            ("KEYGUARD_MEMBER_ROLE", "KeyGuardMember"),
+            ("KEYGUARD_ACCOUNTS", "111122223333, 444455556666"),
+            ("KEYGUARD_SWEEP_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/111122223333/sweep"),
+            ("KEYGUARD_SECURITY_HUB", "on"),
+            ("KEYGUARD_CHAT_TOPIC_ARN", "arn:aws:sns:us-east-1:111122223333:chat"),
             ("KEYGUARD_EXEMPT_USERS", "svc-*, break-glass"),
             ("KEYGUARD_EXEMPT_PATHS", "/service/"),
             ("KEYGUARD_EXEMPT_CREATORS", "arn:aws:iam::*:role/provisioner"),
@@ -177,8 +300,20 @@ mod tests {
         let e = &c.policy.exemptions;
         assert!(e.for_user("break-glass", "/", &[]).is_some());
         assert!(e.for_user("x", "/service/a/", &[]).is_some());
-        assert!(e.for_user("x", "/", &[("security:skip".into(), "".into())]).is_some());
-        assert!(e.for_user("x", "/", &[("keyguard:exempt".into(), "".into())]).is_none());
+        assert!(e.for_user("x", "/", &[("security:skip".into(), "approved".into())]).is_some());
+        assert!(e.for_user("x", "/", &[("security:skip".into(), "true".into())]).is_none());
+        assert!(e.for_user("x", "/", &[("keyguard:exempt".into(), "true".into())]).is_none());
+        assert_eq!(c.max_deactivations, 2);
+        assert_eq!(c.ledger_table.as_deref(), Some("keyguard-ledger"));
+        assert_eq!(
+            c.scope,
+            Scope::Listed {
+                role: "KeyGuardMember".into(),
+                accounts: vec!["111122223333".into(), "444455556666".into()]
+            }
+        );
+        assert!(c.security_hub);
+        assert!(c.sweep_queue_url.is_some() && c.chat_topic_arn.is_some());
         let role = crate::event::Principal {
             kind: "AssumedRole".into(),
             arn: Some("arn:aws:sts::1:assumed-role/provisioner/s".into()),
@@ -210,6 +345,21 @@ mod tests {
             (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_EXEMPT_CREATORS", "{x")], "KEYGUARD_EXEMPT_CREATORS"),
             (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_EXEMPT_PATHS", "service/")], "KEYGUARD_EXEMPT_PATHS"),
             (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_RECONCILE", "yes")], "KEYGUARD_RECONCILE"),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_MAX_DEACTIVATIONS", "-1")], "KEYGUARD_MAX_DEACTIVATIONS"),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_MAX_DEACTIVATIONS", "five")], "KEYGUARD_MAX_DEACTIVATIONS"),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_LEDGER_TABLE", "a b")], "KEYGUARD_LEDGER_TABLE"),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_ACCOUNTS", "111122223333")], "KEYGUARD_ACCOUNTS"),
+            (
+                &[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_MEMBER_ROLE", "R"), ("KEYGUARD_ACCOUNTS", "12345")],
+                "KEYGUARD_ACCOUNTS",
+            ),
+            (
+                &[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_MEMBER_ROLE", "arn:aws:iam::1:role/R")],
+                "KEYGUARD_MEMBER_ROLE",
+            ),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_SWEEP_QUEUE_URL", "sweep")], "KEYGUARD_SWEEP_QUEUE_URL"),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_SECURITY_HUB", "maybe")], "KEYGUARD_SECURITY_HUB"),
+            (&[("KEYGUARD_TOPIC_ARN", TOPIC), ("KEYGUARD_CHAT_TOPIC_ARN", "chat")], "KEYGUARD_CHAT_TOPIC_ARN"),
         ];
         for (vars, variable) in cases {
             let err = from(vars).unwrap_err();

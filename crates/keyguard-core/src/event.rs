@@ -42,7 +42,7 @@ fn event_label(id: &Option<String>) -> String {
 }
 
 /// Who made a call (`userIdentity`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Principal {
     /// `userIdentity.type`: `IAMUser`, `AssumedRole`, `Root`, `FederatedUser`, `AWSService`, `IdentityCenterUser`, ...
     pub kind: String,
@@ -81,7 +81,11 @@ pub struct IamCall {
     pub event_source: String,
     /// When the call happened (`detail.eventTime`): the creation time of what it created.
     pub event_time: DateTime<Utc>,
+    /// The account the call changed: `detail.recipientAccountId` (else the envelope's, else the caller's).
     pub account: Option<String>,
+    /// The EventBridge envelope's `account`, when there is one: on AWS it agrees with `recipientAccountId`, also
+    /// after forwarding between buses; the guard refuses an event where they disagree.
+    pub envelope_account: Option<String>,
     pub region: Option<String>,
     pub caller: Principal,
     pub source_ip: Option<String>,
@@ -90,8 +94,10 @@ pub struct IamCall {
     pub error_code: Option<String>,
     /// The IAM user the call is about, by DESIGN.md §2's order of evidence.
     pub target_user: Option<String>,
-    /// For `CreateAccessKey`: the new key's id.
+    /// For `CreateAccessKey`: the new key's id; for `UpdateAccessKey`: the key changed.
     pub access_key_id: Option<String>,
+    /// For `UpdateAccessKey`: the status set (`Active` or `Inactive`).
+    pub key_status: Option<String>,
     /// For `CreateUser`: the new user's id, ARN, path and tags as the response gave them.
     pub user_id: Option<String>,
     pub user_arn: Option<String>,
@@ -130,7 +136,9 @@ pub fn parse_event(input: &Value) -> Result<Incoming, ParseError> {
     if envelope.detail_type == "Scheduled Event" && envelope.source == "aws.events" {
         return Ok(Incoming::Scheduled { id, time: envelope.time });
     }
-    if envelope.detail_type != "AWS API Call via CloudTrail" {
+    // Only IAM's own CloudTrail events are calls the guard reads; anything else is refused by the guard with its
+    // source and detail-type in the log.
+    if envelope.detail_type != "AWS API Call via CloudTrail" || envelope.source != "aws.iam" {
         return Ok(Incoming::Other { id, source: envelope.source, detail_type: envelope.detail_type });
     }
     if !envelope.detail.is_object() {
@@ -140,6 +148,7 @@ pub fn parse_event(input: &Value) -> Result<Incoming, ParseError> {
         .map_err(|problem| fail(problem.to_string()))?;
     Ok(Incoming::Call(Box::new(IamCall {
         event_id: if call.event_id.is_empty() { id } else { call.event_id.clone() },
+        envelope_account: envelope.account.clone().filter(|a| !a.is_empty()),
         ..call
     })))
 }
@@ -191,12 +200,14 @@ pub fn parse_record(
         account: text(detail, &["recipientAccountId"])
             .or_else(|| fallback_account.map(str::to_string))
             .or_else(|| caller.account_id.clone()),
+        envelope_account: None,
         region: text(detail, &["awsRegion"]),
         source_ip: text(detail, &["sourceIPAddress"]),
         user_agent: text(detail, &["userAgent"]),
         error_code: text(detail, &["errorCode"]),
         target_user,
         access_key_id: text(response, &["accessKey", "accessKeyId"]).or_else(|| text(request, &["accessKeyId"])),
+        key_status: text(request, &["status"]),
         user_id: text(response, &["user", "userId"]),
         user_arn: text(response, &["user", "arn"]),
         user_path: text(response, &["user", "path"]).or_else(|| text(request, &["path"])),

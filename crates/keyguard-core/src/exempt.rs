@@ -1,4 +1,9 @@
-//! Exemptions: a user tag, user path prefixes, user-name globs, creator ARN globs.
+//! Exemptions: a user tag (with the configured value), user path prefixes (whole segments), user-name globs,
+//! creator ARN globs.
+//!
+//! An exemption is a way to silence the guard, so each one is narrow: the tag exempts only with its configured value
+//! (`keyguard:exempt=false` exempts nothing), and a path prefix matches whole path segments (`/service` exempts
+//! `/service/` and `/service/etl/`, never `/service-desk/`).
 //!
 //! Globs use `globset` (ripgrep's matcher: well kept, and it tells which pattern matched). They match
 //! case-insensitively, as IAM names are unique case-insensitively, and `*` also crosses `/` so that
@@ -12,6 +17,7 @@ use crate::rule::Exemption;
 #[derive(Debug, Clone)]
 pub struct Exemptions {
     tag_key: String,
+    tag_value: String,
     paths: Vec<String>,
     users: Globs,
     creators: Globs,
@@ -26,6 +32,7 @@ pub struct GlobError {
 }
 
 impl Exemptions {
+    /// Exemptions with the tag `tag_key` exempting when its value is the default, `true`.
     pub fn new(
         tag_key: &str,
         paths: &[String],
@@ -34,7 +41,9 @@ impl Exemptions {
     ) -> Result<Exemptions, GlobError> {
         Ok(Exemptions {
             tag_key: tag_key.to_string(),
-            paths: paths.to_vec(),
+            tag_value: crate::config::DEFAULT_EXEMPT_TAG_VALUE.to_string(),
+            // IAM paths begin and end with `/`: a prefix is compared as whole segments.
+            paths: paths.iter().map(|p| if p.ends_with('/') { p.clone() } else { format!("{p}/") }).collect(),
             users: Globs::new(user_globs)?,
             creators: Globs::new(creator_globs)?,
         })
@@ -44,18 +53,33 @@ impl Exemptions {
     pub fn none() -> Exemptions {
         Exemptions {
             tag_key: crate::config::DEFAULT_EXEMPT_TAG.to_string(),
+            tag_value: crate::config::DEFAULT_EXEMPT_TAG_VALUE.to_string(),
             paths: Vec::new(),
             users: Globs::default(),
             creators: Globs::default(),
         }
     }
 
+    /// The exempting tag value (`KEYGUARD_EXEMPT_TAG_VALUE`); any other value of the tag exempts nothing.
+    pub fn with_tag_value(mut self, value: &str) -> Exemptions {
+        self.tag_value = value.to_string();
+        self
+    }
+
+    /// The tag (key, value) that exempts a user, for the re-enable advice in alerts.
+    pub fn tag(&self) -> (&str, &str) {
+        (&self.tag_key, &self.tag_value)
+    }
+
     /// The first exemption the user matches: tag, then path, then name.
     pub fn for_user(&self, name: &str, path: &str, tags: &[(String, String)]) -> Option<Exemption> {
-        // IAM tag keys are case-insensitive (their case is kept, not compared).
-        if !self.tag_key.is_empty() && tags.iter().any(|(k, _)| k.eq_ignore_ascii_case(&self.tag_key)) {
-            return Some(Exemption::Tag { key: self.tag_key.clone() });
+        // IAM tag keys are case-insensitive (their case is kept, not compared); values are compared exactly.
+        if !self.tag_key.is_empty()
+            && tags.iter().any(|(k, v)| k.eq_ignore_ascii_case(&self.tag_key) && v.trim() == self.tag_value)
+        {
+            return Some(Exemption::Tag { key: self.tag_key.clone(), value: self.tag_value.clone() });
         }
+        let path = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
         if let Some(prefix) = self.paths.iter().find(|p| path.starts_with(p.as_str())) {
             return Some(Exemption::Path { prefix: prefix.clone() });
         }
@@ -120,8 +144,8 @@ mod tests {
         assert_eq!(e.for_user("maria", "/", &[]), None);
         assert_eq!(e.for_user("maria", "/service/etl/", &[]), Some(Exemption::Path { prefix: "/service/".into() }));
         assert_eq!(
-            e.for_user("maria", "/", &[("keyguard:exempt".into(), "".into())]),
-            Some(Exemption::Tag { key: "keyguard:exempt".into() })
+            e.for_user("maria", "/", &[("keyguard:exempt".into(), "true".into())]),
+            Some(Exemption::Tag { key: "keyguard:exempt".into(), value: "true".into() })
         );
         let session = |role: &str| Principal {
             kind: "AssumedRole".into(),
@@ -136,9 +160,32 @@ mod tests {
         let by_role = Exemptions::new("t", &[], &[], &strings(&["arn:aws:iam::*:role/provisioner"])).unwrap();
         assert!(by_role.for_creator(&session("provisioner")).is_some(), "the role ARN matches too");
         assert!(
-            e.for_user("x", "/", &[("KeyGuard:Exempt".into(), "".into())]).is_some(),
+            e.for_user("x", "/", &[("KeyGuard:Exempt".into(), "true".into())]).is_some(),
             "tag keys are case-insensitive"
         );
+    }
+
+    #[test]
+    fn the_tag_exempts_only_with_its_configured_value() {
+        let e = Exemptions::new("keyguard:exempt", &[], &[], &[]).unwrap();
+        for value in ["false", "", "yes", "TRUE ", "approved"] {
+            let tags = [("keyguard:exempt".to_string(), value.to_string())];
+            assert_eq!(e.for_user("x", "/", &tags).is_some(), value.trim() == "true", "{value:?}");
+        }
+        let custom = e.with_tag_value("break-glass");
+        assert!(custom.for_user("x", "/", &[("keyguard:exempt".into(), "break-glass".into())]).is_some());
+        assert!(custom.for_user("x", "/", &[("keyguard:exempt".into(), "true".into())]).is_none());
+        assert_eq!(custom.tag(), ("keyguard:exempt", "break-glass"));
+    }
+
+    #[test]
+    fn a_path_prefix_matches_whole_segments() {
+        let e = Exemptions::new("t", &strings(&["/service"]), &[], &[]).unwrap();
+        assert!(e.for_user("x", "/service/", &[]).is_some());
+        assert!(e.for_user("x", "/service/etl/", &[]).is_some());
+        assert!(e.for_user("x", "/service-desk/", &[]).is_none(), "/service must not exempt /service-desk/");
+        assert!(e.for_user("x", "/servicex/", &[]).is_none());
+        assert!(e.for_user("x", "/", &[]).is_none());
     }
 
     #[test]

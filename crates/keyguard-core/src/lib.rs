@@ -12,11 +12,11 @@ pub mod rule;
 pub mod time;
 pub mod timeline;
 
-pub use alert::{Alert, AlertFacts};
+pub use alert::{Alert, AlertFacts, AlertKind, DigestFacts, DigestLine, ValveFacts};
 pub use audit::{AuditRow, ReportUser, parse_credential_report};
-pub use config::{Config, ConfigError, Mode};
+pub use config::{Config, ConfigError, Mode, Scope};
 pub use event::{IamCall, Incoming, ParseError, Principal, parse_event, parse_record};
 pub use exempt::Exemptions;
 pub use report::{Action, Decision, EventReport};
-pub use rule::{Finding, KeyState, Policy, Reason, Trigger, UserState, Verdict, decide_key, evaluate};
+pub use rule::{Finding, KeyHistory, KeyState, Policy, Reason, Trigger, UserState, Verdict, decide_key, evaluate};
 pub use timeline::Timeline;

@@ -31,6 +31,10 @@ pub struct Decision {
     pub verdict: Verdict,
     pub reason: String,
     pub action: Action,
+    /// Why KeyGuard did not do more (creator unknown, key in use, safety valve closed, alert already sent), or
+    /// what else it did (an owed alert re-sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Decision {
@@ -40,7 +44,13 @@ impl Decision {
             verdict: finding.verdict(),
             reason: finding.reason.to_string(),
             action,
+            note: None,
         }
+    }
+
+    pub fn with_note(mut self, note: Option<String>) -> Decision {
+        self.note = note;
+        self
     }
 }
 
@@ -49,6 +59,9 @@ pub struct EventReport {
     pub event_id: String,
     pub event_name: String,
     pub account: Option<String>,
+    /// The account's alias, where readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_alias: Option<String>,
     pub user: Option<String>,
     pub decisions: Vec<Decision>,
 }

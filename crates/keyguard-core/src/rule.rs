@@ -1,5 +1,7 @@
 //! The CIS 1.11 rule (DESIGN.md §1) as pure functions: facts in, a verdict with its reason out.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
@@ -57,6 +59,12 @@ pub enum Reason {
         window: TimeDelta,
     },
     SelfService,
+    /// A key KeyGuard deactivated was set `Active` again by someone who is not exempt.
+    ReEnabled {
+        by: String,
+    },
+    /// `UpdateAccessKey` set a key `Active` that KeyGuard never deactivated: not ours to watch.
+    NotDeactivatedByKeyGuard,
     AlreadyInactive,
     KeyGone,
     UserGone,
@@ -71,7 +79,7 @@ pub enum Reason {
 /// Which exemption matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exemption {
-    Tag { key: String },
+    Tag { key: String, value: String },
     Path { prefix: String },
     UserName { pattern: String },
     Creator { pattern: String },
@@ -80,19 +88,35 @@ pub enum Exemption {
 /// Why an event is not acted on at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IgnoreReason {
-    FailedCall { code: String },
+    FailedCall {
+        code: String,
+    },
     RootKey,
-    NotIam { source: String },
-    NotHandled { event_name: String },
+    /// Root acting on its own credentials (other than creating its own key).
+    RootOwn {
+        event_name: String,
+    },
+    /// `UpdateAccessKey` to `Inactive` (KeyGuard's own remediation, or an owner's): nothing to watch.
+    KeySetInactive,
+    NotIam {
+        source: String,
+    },
+    NotHandled {
+        event_name: String,
+    },
     NoTargetUser,
     NoKeyId,
-    NotAnApiCall { detail_type: String },
+    NotAnApiCall {
+        detail_type: String,
+    },
 }
 
 impl Reason {
     pub fn verdict(&self) -> Verdict {
         match self {
-            Reason::SetupKeyByOther { .. } | Reason::SetupKeyBeforePassword { .. } => Verdict::Violation,
+            Reason::SetupKeyByOther { .. } | Reason::SetupKeyBeforePassword { .. } | Reason::ReEnabled { .. } => {
+                Verdict::Violation
+            }
             Reason::SetupKeyCreatorUnknown { .. } => Verdict::Suspect,
             Reason::Exempt(_) => Verdict::Exempt,
             Reason::Ignored(_) => Verdict::Ignored,
@@ -127,6 +151,10 @@ impl std::fmt::Display for Reason {
                 human_span(window.num_seconds())
             ),
             Reason::SelfService => write!(f, "access key created by the user (self-service)"),
+            Reason::ReEnabled { by } => {
+                write!(f, "access key that KeyGuard deactivated was set Active again by {by}")
+            }
+            Reason::NotDeactivatedByKeyGuard => write!(f, "access key set Active was not deactivated by KeyGuard"),
             Reason::AlreadyInactive => write!(f, "access key already inactive"),
             Reason::KeyGone => write!(f, "access key no longer exists"),
             Reason::UserGone => write!(f, "user no longer exists"),
@@ -134,7 +162,7 @@ impl std::fmt::Display for Reason {
             Reason::NoKeyBeforePassword => {
                 write!(f, "no access key was created before the console password")
             }
-            Reason::Exempt(Exemption::Tag { key }) => write!(f, "exempt: user has tag {key}"),
+            Reason::Exempt(Exemption::Tag { key, value }) => write!(f, "exempt: user has tag {key}={value}"),
             Reason::Exempt(Exemption::Path { prefix }) => write!(f, "exempt: user path under {prefix}"),
             Reason::Exempt(Exemption::UserName { pattern }) => {
                 write!(f, "exempt: user name matches {pattern}")
@@ -144,6 +172,10 @@ impl std::fmt::Display for Reason {
             }
             Reason::Ignored(IgnoreReason::FailedCall { code }) => write!(f, "ignored: failed call ({code})"),
             Reason::Ignored(IgnoreReason::RootKey) => write!(f, "ignored: root user's own access key"),
+            Reason::Ignored(IgnoreReason::RootOwn { event_name }) => {
+                write!(f, "ignored: {event_name} by the root user on its own credentials")
+            }
+            Reason::Ignored(IgnoreReason::KeySetInactive) => write!(f, "ignored: an access key set Inactive"),
             Reason::Ignored(IgnoreReason::NotIam { source }) => write!(f, "ignored: not an IAM call ({source})"),
             Reason::Ignored(IgnoreReason::NotHandled { event_name }) => {
                 write!(f, "ignored: {event_name} is not an event KeyGuard acts on")
@@ -211,6 +243,8 @@ pub enum Trigger {
     LoginProfileCreated { user: String },
     /// `CreateUser`: the same (covers lost or reordered events). `user_id` tells a re-created namesake apart.
     UserCreated { user: String, user_id: Option<String> },
+    /// `UpdateAccessKey` to `Active`: a key KeyGuard deactivated may have been switched back on.
+    AccessKeyReactivated { user: String, key_id: String, caller: Principal },
 }
 
 impl Trigger {
@@ -222,18 +256,35 @@ impl Trigger {
         if let Some(code) = &call.error_code {
             return Err(IgnoreReason::FailedCall { code: code.clone() });
         }
-        let handled = matches!(call.event_name.as_str(), "CreateAccessKey" | "CreateLoginProfile" | "CreateUser");
+        let handled = matches!(
+            call.event_name.as_str(),
+            "CreateAccessKey" | "CreateLoginProfile" | "CreateUser" | "UpdateAccessKey"
+        );
         if !handled {
             return Err(IgnoreReason::NotHandled { event_name: call.event_name.clone() });
         }
+        if call.event_name == "UpdateAccessKey"
+            && !call.key_status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("Active"))
+        {
+            return Err(IgnoreReason::KeySetInactive);
+        }
         let Some(user) = call.target_user.clone() else {
-            return Err(if call.caller.is_root() { IgnoreReason::RootKey } else { IgnoreReason::NoTargetUser });
+            return Err(match (call.caller.is_root(), call.event_name.as_str()) {
+                (true, "CreateAccessKey") => IgnoreReason::RootKey,
+                (true, name) => IgnoreReason::RootOwn { event_name: name.to_string() },
+                (false, _) => IgnoreReason::NoTargetUser,
+            });
         };
         Ok(match call.event_name.as_str() {
             "CreateAccessKey" => Trigger::AccessKeyCreated {
                 user,
                 key_id: call.access_key_id.clone().ok_or(IgnoreReason::NoKeyId)?,
                 creator: call.caller.clone(),
+            },
+            "UpdateAccessKey" => Trigger::AccessKeyReactivated {
+                user,
+                key_id: call.access_key_id.clone().ok_or(IgnoreReason::NoKeyId)?,
+                caller: call.caller.clone(),
             },
             "CreateLoginProfile" => Trigger::LoginProfileCreated { user },
             _ => Trigger::UserCreated { user, user_id: call.user_id.clone() },
@@ -244,7 +295,16 @@ impl Trigger {
         match self {
             Trigger::AccessKeyCreated { user, .. }
             | Trigger::LoginProfileCreated { user }
-            | Trigger::UserCreated { user, .. } => user,
+            | Trigger::UserCreated { user, .. }
+            | Trigger::AccessKeyReactivated { user, .. } => user,
+        }
+    }
+
+    /// The key the event names, if it names one.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Trigger::AccessKeyCreated { key_id, .. } | Trigger::AccessKeyReactivated { key_id, .. } => Some(key_id),
+            _ => None,
         }
     }
 
@@ -267,12 +327,29 @@ impl Trigger {
                     state.created = event_time;
                 }
             }
+            // Re-enabling creates nothing.
+            Trigger::AccessKeyReactivated { .. } => {}
         }
     }
 }
 
-/// Applies the rule for one trigger to the user's current state.
-pub fn evaluate(policy: &Policy, trigger: &Trigger, state: &UserState) -> Vec<Finding> {
+/// What KeyGuard's ledger remembers of one key (DESIGN.md §1): who created it, from its own `CreateAccessKey` event,
+/// and whether KeyGuard deactivated it. Empty when there is no ledger or no entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyHistory {
+    pub creator: Option<Principal>,
+    pub deactivated_by_keyguard: bool,
+}
+
+/// Applies the rule for one trigger to the user's current state. `history` holds what the ledger knows of the
+/// user's keys, by key id: a `CreateLoginProfile`/`CreateUser` event judges a key with the creator its own
+/// `CreateAccessKey` event recorded (the Terraform order: key first, password a minute later).
+pub fn evaluate(
+    policy: &Policy,
+    trigger: &Trigger,
+    state: &UserState,
+    history: &HashMap<String, KeyHistory>,
+) -> Vec<Finding> {
     match trigger {
         Trigger::AccessKeyCreated { key_id, creator, .. } => {
             let finding = match state.keys.iter().find(|k| &k.id == key_id) {
@@ -280,6 +357,22 @@ pub fn evaluate(policy: &Policy, trigger: &Trigger, state: &UserState) -> Vec<Fi
                 None => Finding { access_key_id: Some(key_id.clone()), reason: Reason::KeyGone },
             };
             vec![finding]
+        }
+        Trigger::AccessKeyReactivated { key_id, caller, .. } => {
+            let reason = match state.keys.iter().find(|k| &k.id == key_id) {
+                None => Reason::KeyGone,
+                Some(key) if !key.active => Reason::AlreadyInactive,
+                Some(_) if !history.get(key_id).is_some_and(|h| h.deactivated_by_keyguard) => {
+                    Reason::NotDeactivatedByKeyGuard
+                }
+                Some(_) => policy
+                    .exemptions
+                    .for_creator(caller)
+                    .or_else(|| policy.exemptions.for_user(&state.name, &state.path, &state.tags))
+                    .map(Reason::Exempt)
+                    .unwrap_or_else(|| Reason::ReEnabled { by: caller.label() }),
+            };
+            vec![Finding { access_key_id: Some(key_id.clone()), reason }]
         }
         Trigger::LoginProfileCreated { .. } | Trigger::UserCreated { .. } => {
             if state.keys.is_empty() {
@@ -289,7 +382,7 @@ pub fn evaluate(policy: &Policy, trigger: &Trigger, state: &UserState) -> Vec<Fi
                 .keys
                 .iter()
                 .filter(|k| state.password_created.is_none_or(|p| not_after(k.created, p)))
-                .map(|k| decide_key(policy, state, k, None))
+                .map(|k| decide_key(policy, state, k, history.get(&k.id).and_then(|h| h.creator.as_ref())))
                 .collect();
             if before_password.is_empty() { vec![Finding::user(Reason::NoKeyBeforePassword)] } else { before_password }
         }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use keyguard_core::alert::{MAX_SUBJECT, RULE_ID};
+use keyguard_core::alert::{AlertKind, MAX_SUBJECT, RULE_ID};
 use keyguard_core::{
     Action, Alert, AlertFacts, Exemptions, Incoming, KeyState, Policy, Principal, Reason, Trigger, UserState, Verdict,
     evaluate, parse_event,
@@ -74,6 +74,10 @@ fn deactivated_long_name() -> AlertFacts {
                  arn:aws:iam::111122223333:user/jordan.admin (not the user)"
             .into(),
         action: Action::Deactivated,
+        note: None,
+        kind: AlertKind::Finding,
+        account_alias: Some("acme-prod".into()),
+        exempt_tag: ("keyguard:exempt".into(), "true".into()),
     }
 }
 
@@ -98,6 +102,10 @@ fn notified_suspect_accented() -> AlertFacts {
                  may be self-service"
             .into(),
         action: Action::Notified,
+        note: Some("not deactivated: the key's creator is unknown".into()),
+        kind: AlertKind::Finding,
+        account_alias: None,
+        exempt_tag: ("security:approved".into(), "yes".into()),
     }
 }
 
@@ -170,6 +178,13 @@ fn assert_text(alert: &Alert, f: &AlertFacts, gap: &str) {
             f.user_name, f.access_key_id
         ),
     ];
+    // The re-enable advice exempts the user with the configured tag and value, not a hard-coded one.
+    wants.push(format!(
+        "aws iam tag-user --user-name {} --tags Key={},Value={}",
+        f.user_name, f.exempt_tag.0, f.exempt_tag.1
+    ));
+    wants.extend(f.account_alias.clone());
+    wants.extend(f.note.clone());
     wants.extend(f.user_arn.clone());
     wants.extend(f.creator.as_ref().and_then(|c| c.arn.clone()));
     wants.extend(f.source_ip.clone());
@@ -215,10 +230,10 @@ fn assert_sns_message(alert: &Alert, f: &AlertFacts) {
 }
 
 fn assert_attributes(alert: &Alert, f: &AlertFacts) {
-    let mut names: Vec<&str> = alert.attributes.iter().map(|(k, _)| *k).collect();
+    let mut names: Vec<&str> = alert.attributes.iter().map(|(k, _)| k.as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["account", "action", "rule", "user", "verdict"]);
-    let get = |name: &str| alert.attributes.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str());
+    assert_eq!(names, ["account", "action", "kind", "rule", "user", "verdict"]);
+    let get = |name: &str| alert.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     assert_eq!(get("rule"), Some(RULE_ID));
     assert_eq!(get("verdict"), Some(f.verdict.as_str()));
     assert_eq!(get("action"), Some(f.action.as_str()));
@@ -316,7 +331,7 @@ fn the_secret_access_key_never_reaches_an_alert() {
     };
     let policy = Policy { window: TimeDelta::minutes(10), exemptions: Exemptions::none() };
     let trigger = Trigger::of(&call).unwrap();
-    let findings = evaluate(&policy, &trigger, &state);
+    let findings = evaluate(&policy, &trigger, &state, &Default::default());
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].verdict(), Verdict::Violation);
 
@@ -337,6 +352,10 @@ fn the_secret_access_key_never_reaches_an_alert() {
             verdict: findings[0].verdict(),
             reason: findings[0].reason.to_string(),
             action,
+            note: None,
+            kind: AlertKind::Finding,
+            account_alias: None,
+            exempt_tag: ("keyguard:exempt".into(), "true".into()),
         };
         let alert = assert_alert(&f, "1m 08s");
         let attributes = format!("{:?}", alert.attributes);
@@ -372,7 +391,7 @@ fn the_alerts_gap_is_the_rules_gap() {
     };
     let policy = Policy { window: TimeDelta::minutes(10), exemptions: Exemptions::none() };
     let trigger = Trigger::AccessKeyCreated { user: state.name.clone(), key_id: "AKIAKEY1".into(), creator: admin() };
-    let finding = evaluate(&policy, &trigger, &state).remove(0);
+    let finding = evaluate(&policy, &trigger, &state, &Default::default()).remove(0);
     let Reason::SetupKeyByOther { gap, .. } = finding.reason.clone() else { panic!("{:?}", finding.reason) };
     assert_eq!(gap, TimeDelta::seconds(600));
     let f = AlertFacts {
@@ -386,4 +405,80 @@ fn the_alerts_gap_is_the_rules_gap() {
     let alert = Alert::render(&f);
     assert_eq!(alert.json["access_key"]["seconds_after_user"], 600, "{}", alert.json);
     assert!(alert.text.contains("(10m 00s after the user)"), "{}", alert.text);
+}
+
+#[test]
+fn user_controlled_text_is_inert_in_the_subject_and_the_body() {
+    let mut f = deactivated_long_name();
+    f.user_name = "eve\nVerdict:        compliant".into();
+    f.user_agent = Some("curl/8\r\nAction taken:   none <script>alert(1)</script> **bold**".into());
+    let alert = Alert::render(&f);
+    assert!(alert.subject.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{:?}", alert.subject);
+    // No forged line: every line of the body that starts like a field is the real one.
+    assert_eq!(alert.text.lines().filter(|l| l.starts_with("Verdict:")).count(), 1, "{}", alert.text);
+    assert_eq!(alert.text.lines().filter(|l| l.starts_with("Action taken:")).count(), 1, "{}", alert.text);
+    assert!(alert.text.contains("eve?Verdict:"), "{}", alert.text);
+    // The JSON keeps the values exactly (JSON strings are escaped by construction).
+    assert_eq!(alert.json["user"]["name"], "eve\nVerdict:        compliant");
+}
+
+#[test]
+fn exempt_and_re_enabled_alerts_say_what_they_are() {
+    let exempt = AlertFacts {
+        kind: AlertKind::Exempt,
+        verdict: Verdict::Exempt,
+        action: Action::Notified,
+        reason: "exempt: user has tag keyguard:exempt=true".into(),
+        ..notified_suspect_accented()
+    };
+    let alert = Alert::render(&exempt);
+    assert!(alert.subject.contains("exempt (info)"), "{}", alert.subject);
+    assert!(alert.text.starts_with("For information"), "{}", alert.text);
+    assert_eq!(alert.json["kind"], "exempt");
+    let re_enabled = AlertFacts {
+        kind: AlertKind::ReEnabled,
+        verdict: Verdict::Violation,
+        action: Action::Notified,
+        reason: "access key that KeyGuard deactivated was set Active again by x".into(),
+        ..deactivated_long_name()
+    };
+    let alert = Alert::render(&re_enabled);
+    assert!(alert.subject.contains("re-enabled"), "{}", alert.subject);
+    assert!(alert.text.contains("Re-enabled by:"), "{}", alert.text);
+}
+
+#[test]
+fn the_valve_and_digest_alerts_stay_within_sns_limits() {
+    let valve = Alert::valve_closed(&keyguard_core::ValveFacts {
+        scope: "the sweep of 111122223333".into(),
+        account: ACCOUNT.into(),
+        cap: 5,
+        withheld: 1,
+    });
+    assert!(valve.subject.len() < 100 && valve.subject.contains("safety valve closed"), "{}", valve.subject);
+    assert!(valve.text.contains("KEYGUARD_MAX_DEACTIVATIONS"));
+    let lines: Vec<keyguard_core::DigestLine> = (0..5000)
+        .map(|i| keyguard_core::DigestLine {
+            user: format!("user-{i}"),
+            access_key_id: Some(format!("AKIA{i:016}")),
+            verdict: if i % 2 == 0 { Verdict::Violation } else { Verdict::Suspect },
+            reason: "access key created 5s after the user and before the console password: not self-service".into(),
+            action: Action::None,
+        })
+        .collect();
+    let digest = Alert::digest(&keyguard_core::DigestFacts {
+        account: ACCOUNT.into(),
+        account_alias: Some("acme".into()),
+        generated: t0(),
+        mode: "report only".into(),
+        users: 10_000,
+        findings: lines,
+        failures: vec!["bob: throttled".into()],
+    });
+    assert!(digest.subject.len() < 100, "{}", digest.subject);
+    assert!(digest.subject.contains("2500 violation(s), 2500 suspect(s), 1 failure(s)"), "{}", digest.subject);
+    assert!(digest.text.contains("and 4950 more"), "the text lists 50 lines");
+    assert!(digest.text.contains("bob: throttled"));
+    assert!(digest.sns_message().len() < MAX_MESSAGE, "{} bytes", digest.sns_message().len());
+    assert_eq!(digest.json["findings_total"], 5000);
 }

@@ -564,7 +564,7 @@ fn exercise(input: &Value, world: &World) -> Result<(), TestCaseError> {
     let policy = world.policy();
     let mut state = world.state(&trigger, call.event_time);
     trigger.apply_evidence(call.event_time, &mut state);
-    let findings = evaluate(&policy, &trigger, &state);
+    let findings = evaluate(&policy, &trigger, &state, &Default::default());
     prop_assert!(!findings.is_empty());
     if let Trigger::AccessKeyCreated { key_id, .. } = &trigger {
         prop_assert_eq!(findings.len(), 1);
@@ -602,6 +602,10 @@ fn exercise(input: &Value, world: &World) -> Result<(), TestCaseError> {
             verdict: finding.verdict(),
             reason: decision.reason.clone(),
             action: Action::Notified,
+            note: None,
+            kind: keyguard_core::AlertKind::of(&finding.reason),
+            account_alias: None,
+            exempt_tag: ("keyguard:exempt".into(), "true".into()),
         };
         let alert = Alert::render(&facts);
         let subject = &alert.subject;
@@ -790,7 +794,7 @@ proptest! {
         let policy = s.policy();
         let state = s.state();
         let triggers = s.triggers();
-        let reference: Vec<Vec<Finding>> = triggers.iter().map(|(t, _)| evaluate(&policy, t, &state)).collect();
+        let reference: Vec<Vec<Finding>> = triggers.iter().map(|(t, _)| evaluate(&policy, t, &state, &Default::default())).collect();
 
         let mut seen: Vec<Vec<Outcome>> = vec![Vec::new(); triggers.len()];
         let mut evidenced = state.clone();
@@ -799,10 +803,10 @@ proptest! {
             // A fresh read of IAM for this event, as the guard does.
             let mut fresh = state.clone();
             trigger.apply_evidence(*event_time, &mut fresh);
-            prop_assert_eq!(&evaluate(&policy, trigger, &fresh), &reference[i], "trigger {:?}", trigger);
+            prop_assert_eq!(&evaluate(&policy, trigger, &fresh, &Default::default()), &reference[i], "trigger {:?}", trigger);
             // The same, with the evidence of every earlier event kept.
             trigger.apply_evidence(*event_time, &mut evidenced);
-            seen[i].push(outcome(&evaluate(&policy, trigger, &evidenced)));
+            seen[i].push(outcome(&evaluate(&policy, trigger, &evidenced, &Default::default())));
         }
         prop_assert_eq!(&evidenced, &state);
         for (i, outcomes) in seen.iter().enumerate() {
@@ -887,7 +891,7 @@ proptest! {
         prop_assert_eq!(outside, gap > window_seconds, "gap {}s, window {}s", gap, window_seconds);
         if let Some(c) = &creator {
             let t = Trigger::AccessKeyCreated { user: USER.into(), key_id: "AKIAKEY0".into(), creator: c.clone() };
-            let f = evaluate(&policy, &t, &user(gap));
+            let f = evaluate(&policy, &t, &user(gap), &Default::default());
             prop_assert_eq!(f.len(), 1);
             prop_assert_eq!(matches!(f[0].reason, Reason::OutsideWindow { .. }), gap > window_seconds);
         }

@@ -2,10 +2,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use keyguard_core::rule::{Exemption, Finding};
+use std::collections::HashMap;
+
+use keyguard_core::rule::{Exemption, Finding, IgnoreReason};
 use keyguard_core::{
-    Exemptions, KeyState, Policy, Principal, Reason, Trigger, UserState, Verdict, decide_key, evaluate,
+    Exemptions, KeyHistory, KeyState, Policy, Principal, Reason, Trigger, UserState, Verdict, decide_key, evaluate,
 };
+
+/// No ledger: nothing known of any key.
+fn none() -> HashMap<String, KeyHistory> {
+    HashMap::new()
+}
+
+/// The ledger knows who created AKIAKEY1 (and whether KeyGuard deactivated it).
+fn ledger(creator: Option<Principal>, deactivated_by_keyguard: bool) -> HashMap<String, KeyHistory> {
+    HashMap::from([("AKIAKEY1".to_string(), KeyHistory { creator, deactivated_by_keyguard })])
+}
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 11, 14, 2, 7).unwrap()
@@ -134,10 +146,20 @@ fn inactive_key_is_not_flagged_again() {
 #[test]
 fn exempt_by_tag() {
     let mut u = maria(10);
-    u.tags = vec![("keyguard:exempt".into(), "break-glass".into())];
+    u.tags = vec![("keyguard:exempt".into(), "true".into())];
     let r = decide(&policy(), &u, Some(&iam_user("jordan.admin")));
-    assert_eq!(r, Reason::Exempt(Exemption::Tag { key: "keyguard:exempt".into() }));
+    assert_eq!(r, Reason::Exempt(Exemption::Tag { key: "keyguard:exempt".into(), value: "true".into() }));
     assert_eq!(r.verdict(), Verdict::Exempt);
+}
+
+#[test]
+fn the_exempt_tag_set_to_anything_but_its_value_exempts_nothing() {
+    let mut u = maria(10);
+    for value in ["false", "", "break-glass", "no"] {
+        u.tags = vec![("keyguard:exempt".into(), value.into())];
+        let r = decide(&policy(), &u, Some(&iam_user("jordan.admin")));
+        assert_eq!(r.verdict(), Verdict::Violation, "keyguard:exempt={value:?} must not exempt");
+    }
 }
 
 #[test]
@@ -167,7 +189,7 @@ fn exempt_by_creator_arn_glob() {
 fn exemption_is_reported_only_where_it_changed_the_outcome() {
     let mut u = maria(10);
     u.password_created = None;
-    u.tags = vec![("keyguard:exempt".into(), "".into())];
+    u.tags = vec![("keyguard:exempt".into(), "true".into())];
     assert_eq!(decide(&policy(), &u, Some(&iam_user("jordan.admin"))), Reason::NoPassword);
 }
 
@@ -180,7 +202,7 @@ fn create_access_key_trigger_evaluates_only_its_key() {
         key_id: "AKIAKEY2".into(),
         creator: iam_user("jordan.admin"),
     };
-    let f = evaluate(&policy(), &t, &u);
+    let f = evaluate(&policy(), &t, &u, &none());
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].access_key_id.as_deref(), Some("AKIAKEY2"));
     assert_eq!(f[0].verdict(), Verdict::Violation);
@@ -190,7 +212,7 @@ fn create_access_key_trigger_evaluates_only_its_key() {
 fn create_access_key_trigger_for_a_missing_key_is_gone() {
     let t = Trigger::AccessKeyCreated { user: "maria.silva".into(), key_id: "AKIAGONE".into(), creator: iam_user("x") };
     assert_eq!(
-        evaluate(&policy(), &t, &maria(10)),
+        evaluate(&policy(), &t, &maria(10), &none()),
         vec![Finding { access_key_id: Some("AKIAGONE".into()), reason: Reason::KeyGone }]
     );
 }
@@ -200,7 +222,7 @@ fn password_added_after_the_key_makes_it_a_violation() {
     // Key at +5 s by an admin, password at +40 s: CreateAccessKey saw no password, CreateLoginProfile catches it.
     let mut u = maria(5);
     u.password_created = Some(at(40));
-    let f = evaluate(&policy(), &Trigger::LoginProfileCreated { user: u.name.clone() }, &u);
+    let f = evaluate(&policy(), &Trigger::LoginProfileCreated { user: u.name.clone() }, &u, &none());
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].reason, Reason::SetupKeyBeforePassword { gap: TimeDelta::seconds(5) });
 }
@@ -210,11 +232,11 @@ fn login_profile_trigger_leaves_later_keys_to_their_own_event() {
     let mut u = maria(5);
     u.password_created = Some(at(40));
     u.keys.push(KeyState { id: "AKIALATE".into(), created: at(200), active: true });
-    let f = evaluate(&policy(), &Trigger::LoginProfileCreated { user: u.name.clone() }, &u);
+    let f = evaluate(&policy(), &Trigger::LoginProfileCreated { user: u.name.clone() }, &u, &none());
     assert_eq!(f.iter().map(|f| f.access_key_id.as_deref()).collect::<Vec<_>>(), vec![Some("AKIAKEY1")]);
     let mut only_late = maria(200);
     only_late.keys[0].id = "AKIALATE".into();
-    let f = evaluate(&policy(), &Trigger::LoginProfileCreated { user: "maria.silva".into() }, &only_late);
+    let f = evaluate(&policy(), &Trigger::LoginProfileCreated { user: "maria.silva".into() }, &only_late, &none());
     assert_eq!(f, vec![Finding { access_key_id: None, reason: Reason::NoKeyBeforePassword }]);
 }
 
@@ -223,10 +245,10 @@ fn create_user_trigger_without_keys_or_password() {
     let mut u = maria(5);
     u.keys.clear();
     let t = Trigger::UserCreated { user: u.name.clone(), user_id: None };
-    assert_eq!(evaluate(&policy(), &t, &u), vec![Finding { access_key_id: None, reason: Reason::NoKeys }]);
+    assert_eq!(evaluate(&policy(), &t, &u, &none()), vec![Finding { access_key_id: None, reason: Reason::NoKeys }]);
     let mut service = maria(5);
     service.password_created = None;
-    let f = evaluate(&policy(), &t, &service);
+    let f = evaluate(&policy(), &t, &service, &none());
     assert_eq!(f[0].reason, Reason::NoPassword);
 }
 
@@ -244,4 +266,86 @@ fn event_time_is_preferred_for_the_triggering_object_only() {
     let same = Trigger::UserCreated { user: u.name.clone(), user_id: Some("AIDAEXAMPLE".into()) };
     same.apply_evidence(at(-3), &mut u);
     assert_eq!(u.created, at(-3));
+}
+
+#[test]
+fn the_terraform_order_is_a_violation_by_the_key_event_creator_when_the_ledger_knows_it() {
+    // User, then the key by an admin (no password yet: compliant then), then the password a minute later.
+    let mut u = maria(5);
+    u.password_created = Some(at(65));
+    let trigger = Trigger::LoginProfileCreated { user: u.name.clone() };
+    let unknown = evaluate(&policy(), &trigger, &u, &none());
+    assert_eq!(unknown[0].reason, Reason::SetupKeyBeforePassword { gap: TimeDelta::seconds(5) });
+    let known = evaluate(&policy(), &trigger, &u, &ledger(Some(role_session("terraform")), false));
+    assert!(
+        matches!(&known[0].reason, Reason::SetupKeyByOther { creator, .. } if creator.contains("assumed-role/terraform")),
+        "{:?}",
+        known[0].reason
+    );
+    // The ledger's creator is judged like the event's: the user's own key stays compliant, an exempt one exempt.
+    let own = evaluate(&policy(), &trigger, &u, &ledger(Some(iam_user("maria.silva")), false));
+    assert_eq!(own[0].reason, Reason::SelfService);
+    let p = policy_with(&[], &[], &["arn:aws:iam::*:role/terraform"]);
+    let exempt = evaluate(&p, &trigger, &u, &ledger(Some(role_session("terraform")), false));
+    assert_eq!(exempt[0].verdict(), Verdict::Exempt);
+}
+
+#[test]
+fn a_key_keyguard_deactivated_and_set_active_again_is_a_violation() {
+    let u = maria(10);
+    let t = Trigger::AccessKeyReactivated {
+        user: u.name.clone(),
+        key_id: "AKIAKEY1".into(),
+        caller: iam_user("maria.silva"),
+    };
+    let f = evaluate(&policy(), &t, &u, &ledger(Some(iam_user("jordan.admin")), true));
+    assert!(matches!(&f[0].reason, Reason::ReEnabled { by } if by.ends_with("user/maria.silva")), "{:?}", f[0].reason);
+    assert_eq!(f[0].verdict(), Verdict::Violation);
+    // Not KeyGuard's deactivation (or no ledger): not ours to watch.
+    assert_eq!(evaluate(&policy(), &t, &u, &none())[0].reason, Reason::NotDeactivatedByKeyGuard);
+    // An exempt principal may re-enable (reported as exempt).
+    let p = policy_with(&[], &[], &["arn:aws:iam::*:user/maria.silva"]);
+    assert_eq!(evaluate(&p, &t, &u, &ledger(None, true))[0].verdict(), Verdict::Exempt);
+    // Set inactive again meanwhile: nothing to alert.
+    let mut inactive = maria(10);
+    inactive.keys[0].active = false;
+    assert_eq!(evaluate(&policy(), &t, &inactive, &ledger(None, true))[0].reason, Reason::AlreadyInactive);
+}
+
+#[test]
+fn update_access_key_to_inactive_and_roots_own_password_are_ignored() {
+    let call = |name: &str, status: Option<&str>, target: Option<&str>, kind: &str| keyguard_core::IamCall {
+        event_id: "e".into(),
+        event_name: name.into(),
+        event_source: "iam.amazonaws.com".into(),
+        event_time: t0(),
+        account: Some("111122223333".into()),
+        envelope_account: None,
+        region: None,
+        caller: Principal { kind: kind.into(), ..iam_user("jordan.admin") },
+        source_ip: None,
+        user_agent: None,
+        error_code: None,
+        target_user: target.map(str::to_string),
+        access_key_id: Some("AKIAKEY1".into()),
+        key_status: status.map(str::to_string),
+        user_id: None,
+        user_arn: None,
+        user_path: None,
+        tags: vec![],
+        delivery_delayed: false,
+    };
+    assert_eq!(
+        Trigger::of(&call("UpdateAccessKey", Some("Inactive"), Some("maria"), "IAMUser")),
+        Err(IgnoreReason::KeySetInactive)
+    );
+    assert!(matches!(
+        Trigger::of(&call("UpdateAccessKey", Some("Active"), Some("maria"), "IAMUser")),
+        Ok(Trigger::AccessKeyReactivated { .. })
+    ));
+    assert_eq!(
+        Trigger::of(&call("CreateLoginProfile", None, None, "Root")),
+        Err(IgnoreReason::RootOwn { event_name: "CreateLoginProfile".into() })
+    );
+    assert_eq!(Trigger::of(&call("CreateAccessKey", None, None, "Root")), Err(IgnoreReason::RootKey));
 }
