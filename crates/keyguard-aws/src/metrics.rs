@@ -14,8 +14,10 @@ pub const DECISIONS: &str = "Decisions";
 pub const DEACTIVATIONS: &str = "Deactivations";
 pub const ALERTS: &str = "AlertsSent";
 pub const OWED_ALERTS: &str = "OwedAlertsResent";
-/// Errors that need a person (by `Kind`); IAM lag, which a retry settles, is counted apart.
+/// Errors that need a person (the total, for the alarm; and by `Kind`, for the dashboard); IAM lag, which a retry
+/// settles, is counted apart.
 pub const ERRORS: &str = "Errors";
+pub const ERRORS_BY_KIND: &str = "ErrorsByKind";
 pub const CONSISTENCY_RETRIES: &str = "ConsistencyRetries";
 pub const VALVE: &str = "SafetyValveWithheld";
 pub const OUTLET_ERRORS: &str = "OutletErrors";
@@ -28,7 +30,9 @@ pub const SWEEP_ACCOUNTS: &str = "SweepAccountsQueued";
 
 /// Units for the recorder (EMF carries them to CloudWatch).
 pub fn describe() {
-    for name in [EVENTS, DECISIONS, DEACTIVATIONS, ALERTS, OWED_ALERTS, ERRORS, CONSISTENCY_RETRIES, VALVE] {
+    for name in
+        [EVENTS, DECISIONS, DEACTIVATIONS, ALERTS, OWED_ALERTS, ERRORS, ERRORS_BY_KIND, CONSISTENCY_RETRIES, VALVE]
+    {
         describe_counter!(name, Unit::Count, "");
     }
     for name in [OUTLET_ERRORS, SWEEP_USERS, SWEEP_FINDINGS, SWEEP_FAILURES, SWEEP_ACCOUNTS] {
@@ -65,7 +69,8 @@ pub fn error(kind: &'static str) {
     if kind == "KeyGuard.NotYetConsistent" {
         counter!(CONSISTENCY_RETRIES).increment(1);
     } else {
-        counter!(ERRORS, "Kind" => kind).increment(1);
+        counter!(ERRORS).increment(1);
+        counter!(ERRORS_BY_KIND, "Kind" => kind).increment(1);
     }
 }
 
