@@ -8,12 +8,14 @@ pub mod guard;
 pub mod iam;
 pub mod logging;
 pub mod ports;
+pub mod sdk;
 pub mod sns;
 
 pub use cloudtrail::SdkCloudTrail;
 pub use error::{AwsError, AwsErrorKind, GuardError};
 pub use guard::{Consistency, Guard};
 pub use iam::SdkIam;
+pub use sdk::{SdkSettings, sdk_config};
 pub use sns::SdkSns;
 
 use keyguard_core::{Config, ConfigError};
@@ -21,11 +23,6 @@ use ports::{AccountReader, AlertPublisher, IamReader, KeyDeactivator};
 
 /// The guard as deployed: IAM and SNS through the SDK.
 pub type SdkGuard = Guard<SdkIam, SdkIam, SdkSns>;
-
-/// Loads the SDK configuration the standard way (`AWS_ENDPOINT_URL`, region, credentials chain).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
 
 /// Builds the guard from one SDK configuration; clients are made here, once.
 pub fn sdk_guard(config: &Config, sdk: &aws_config::SdkConfig) -> Result<SdkGuard, ConfigError> {
