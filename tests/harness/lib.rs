@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod archive;
+pub mod faults;
 pub mod lambda;
 
 use std::io::{BufRead, BufReader};
@@ -388,4 +389,11 @@ pub fn run_keyguard(args: &[&str], env: &[(String, String)]) -> std::process::Ou
         .current_dir(repo())
         .output()
         .expect("running keyguard")
+}
+
+/// A fresh ledger table in this moto (`keyguard ledger create` does the same).
+pub async fn ledger_table(sdk: &SdkConfig) -> String {
+    let table = unique("keyguard-ledger");
+    keyguard_aws::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &table).create_table().await.unwrap();
+    table
 }

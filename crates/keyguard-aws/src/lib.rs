@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod permissions;
 pub mod ports;
+pub mod sdk;
 pub mod service;
 pub mod sns;
 pub mod sqs;
@@ -26,6 +27,7 @@ pub use cloudtrail::SdkCloudTrail;
 pub use error::{AwsError, AwsErrorKind, GuardError};
 pub use iam::SdkIam;
 pub use ledger::DynamoLedger;
+pub use sdk::{SdkSettings, sdk_config};
 pub use service::{Consistency, Guard};
 pub use sns::SdkSns;
 pub use sqs::SdkSweepQueue;
@@ -42,11 +44,6 @@ pub enum SetupError {
     Config(#[from] ConfigError),
     #[error("cannot start: {0}")]
     Aws(#[from] AwsError),
-}
-
-/// Loads the SDK configuration the standard way (`AWS_ENDPOINT_URL`, region, credentials chain).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
 /// Builds the guard from one SDK configuration; clients are made here, once. Nothing is called yet (the own

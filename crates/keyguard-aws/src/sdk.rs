@@ -1,0 +1,125 @@
+//! How KeyGuard's AWS SDK clients wait and retry: timeouts and retry mode, chosen here once for every client.
+//!
+//! The SDK's own defaults have no operation or attempt timeout at all: a connection that hangs after connecting
+//! would hold the Lambda until its 300 s timeout (and a hung call in the sweep would sink the whole sweep). The
+//! values below bound every call, and leave the slow outer retries to Lambda (README "Errors and retries").
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+
+/// Timeouts and retries of every SDK client KeyGuard makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkSettings {
+    /// Establishing a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// One attempt: sending the request until its response is read (a streamed body, such as S3's, is read later
+    /// and is not included).
+    pub attempt_timeout: Duration,
+    /// One call: every attempt and the backoff between them.
+    pub operation_timeout: Duration,
+    /// Attempts per call, the first included (standard retry mode: exponential backoff with full jitter and the
+    /// SDK's retry quota).
+    pub max_attempts: u32,
+    /// The backoff before the first retry; it doubles per retry up to `max_backoff`, then jitters down.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl SdkSettings {
+    /// The deployed values; README "Errors and retries" says why.
+    pub const DEPLOYED: SdkSettings = SdkSettings {
+        connect_timeout: Duration::from_millis(3100),
+        attempt_timeout: Duration::from_secs(10),
+        operation_timeout: Duration::from_secs(45),
+        max_attempts: 5,
+        initial_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(20),
+    };
+
+    pub fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect_timeout)
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
+    }
+
+    /// Standard mode, not adaptive: the adaptive mode's client-side rate limiter is still marked experimental, and
+    /// it would learn a rate per Lambda instance, while IAM's limits are the account's.
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts.max(1))
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+
+    /// Applies these settings to a configuration loader (region, endpoint and credentials stay as loaded).
+    pub fn apply(&self, loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+        loader.timeout_config(self.timeout_config()).retry_config(self.retry_config())
+    }
+}
+
+impl Default for SdkSettings {
+    fn default() -> SdkSettings {
+        SdkSettings::DEPLOYED
+    }
+}
+
+/// Loads the SDK configuration the standard way (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`, region,
+/// credentials chain) with KeyGuard's timeouts and retries ([`SdkSettings::DEPLOYED`]). These replace the SDK's
+/// `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE`, so that every deployment waits and retries the same way.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    SdkSettings::DEPLOYED.apply(aws_config::defaults(aws_config::BehaviorVersion::latest())).load().await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use aws_config::retry::RetryMode;
+
+    #[test]
+    fn deployed_calls_are_bounded_below_the_lambda_timeout() {
+        let s = SdkSettings::DEPLOYED;
+        // Every attempt ends before the call's budget, so several attempts fit.
+        assert!(s.attempt_timeout * 2 < s.operation_timeout, "{s:?}");
+        // An event makes at most three calls in sequence (a read round, UpdateAccessKey, Publish): each at its
+        // operation timeout still ends before the Lambda's 300 s.
+        assert!(s.operation_timeout * 3 < Duration::from_secs(300), "{s:?}");
+        // The worst backoff of all retries (full jitter of at most initial * 2^n, capped) fits in the budget.
+        let backoff: Duration =
+            (0..s.max_attempts - 1).map(|n| (s.initial_backoff * 2u32.pow(n)).min(s.max_backoff)).sum();
+        assert!(backoff < s.operation_timeout, "{backoff:?}");
+    }
+
+    #[tokio::test]
+    async fn the_loaded_configuration_carries_the_settings() {
+        let settings = SdkSettings {
+            connect_timeout: Duration::from_millis(700),
+            attempt_timeout: Duration::from_millis(900),
+            operation_timeout: Duration::from_secs(4),
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(30),
+            max_backoff: Duration::from_millis(300),
+        };
+        let sdk = settings
+            .apply(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new("us-east-1")),
+            )
+            .load()
+            .await;
+        let timeouts = sdk.timeout_config().unwrap();
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_millis(700)));
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(Duration::from_millis(900)));
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(4)));
+        let retries = sdk.retry_config().unwrap();
+        assert_eq!(retries.mode(), RetryMode::Standard);
+        assert_eq!(retries.max_attempts(), 4);
+        assert_eq!(retries.initial_backoff(), Duration::from_millis(30));
+        assert_eq!(retries.max_backoff(), Duration::from_millis(300));
+    }
+}
