@@ -1,5 +1,6 @@
 //! `keyguard`: the guard's rule in bulk. Thin over keyguard-core and keyguard-aws.
 
+mod doctor;
 mod input;
 mod output;
 mod replay;
@@ -41,7 +42,16 @@ enum Command {
     /// `s3://bucket/prefix`): every setup key ever created, with its creator. Exit codes as for audit.
     Replay(replay::ReplayArgs),
     /// Print, as a JSON array, every AWS action the guard's code calls (the deployed role must grant exactly these).
-    Permissions,
+    Permissions {
+        /// The actions `keyguard doctor` needs instead (read-only; with --live, also the canary's).
+        #[arg(long)]
+        doctor: bool,
+        #[arg(long, requires = "doctor")]
+        live: bool,
+    },
+    /// Check that the guardrail is live: credentials, trail, rule, function, subscriptions, alarms, permissions.
+    /// Prints a checklist (✔ pass, ✘ fail, ! warning) with what to do. Exit code 0 when nothing failed, 1 otherwise.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// The rule's settings: flags override the KEYGUARD_* environment variables the Lambda reads.
@@ -126,10 +136,13 @@ async fn main() -> ExitCode {
 /// Ok(true) when every event was handled (handle), or nothing was flagged (audit, replay).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::Permissions => {
-            println!("{}", json!(keyguard_aws::required_actions()));
+        Command::Permissions { doctor, live } => {
+            let actions =
+                if doctor { keyguard_doctor::required_actions(live) } else { keyguard_aws::required_actions() };
+            println!("{}", json!(actions));
             Ok(true)
         }
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Handle { apply, files } => handle(apply, &files).await,
         Command::Audit(args) => audit(args).await,
         Command::Replay(args) => {

@@ -1,21 +1,37 @@
 //! SDK errors as one line a person can read, and the few error codes the checks tell apart.
 
-use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
 /// The longest error text a checklist line carries; the SDK's transport errors can run to kilobytes.
 const MAX_LEN: usize = 300;
 
 /// A failed call in one line: the service's code and message, or the transport error's chain.
 /// (Every `aws-sdk-*` crate re-exports the same `SdkError`, so this serves all of them.)
-pub fn one_line<E, R>(err: &SdkError<E, R>) -> String
+pub fn one_line<E>(err: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let text = match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_string(),
-        _ => DisplayErrorContext(err).to_string(),
+        _ => {
+            // The chain's own messages ("dispatch failure: ... no credentials"), without the Debug dump that the
+            // SDK's DisplayErrorContext appends; with the HTTP status when the service answered something unparseable.
+            let mut parts: Vec<String> = Vec::new();
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+            while let Some(e) = next {
+                let text = e.to_string();
+                if parts.last() != Some(&text) {
+                    parts.push(text);
+                }
+                next = e.source();
+            }
+            match err.raw_response().map(|r| r.status().as_u16()) {
+                Some(status) => format!("HTTP {status}: {}", parts.join(": ")),
+                None => parts.join(": "),
+            }
+        }
     };
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match text.char_indices().nth(MAX_LEN) {
