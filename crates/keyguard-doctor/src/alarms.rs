@@ -56,11 +56,12 @@ pub fn check(alarms: Result<Vec<Alarm>, String>) -> Check {
     let alarms = match alarms {
         Ok(a) => a,
         Err(e) => {
-            return Check::warn(
-                NAME,
-                format!("alarms unreadable ({e}): their state is unknown"),
-                "grant the doctor cloudwatch:DescribeAlarms",
-            );
+            let fix = if e.contains("AccessDenied") {
+                "grant the doctor cloudwatch:DescribeAlarms"
+            } else {
+                "look at the stack's alarms in the CloudWatch console, or run the doctor again"
+            };
+            return Check::warn(NAME, format!("alarms unreadable ({e}): their state is unknown"), fix);
         }
     };
     if alarms.is_empty() {

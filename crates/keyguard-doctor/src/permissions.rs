@@ -96,10 +96,15 @@ pub fn judge(
     let decisions = match outcome {
         Ok(d) => d,
         Err(e) => {
+            let fix = if e.contains("AccessDenied") {
+                "grant the doctor iam:SimulatePrincipalPolicy, or compare the role's policy with `keyguard permissions`"
+            } else {
+                "compare the role's policy with `keyguard permissions` (IAM's policy simulator did not answer)"
+            };
             return Check::warn(
                 name,
                 format!("could not simulate {principal}'s policies ({e}): its permissions are unproven"),
-                "grant the doctor iam:SimulatePrincipalPolicy, or compare the role's policy with `keyguard permissions`",
+                fix,
             );
         }
     };
