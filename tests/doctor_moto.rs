@@ -459,6 +459,117 @@ async fn live_canary_without_an_answer_fails_and_is_still_deleted() {
     assert_eq!(canaries_left(&account).await, 0);
 }
 
+// ------------------------------------------------------------------------------------------------ its own permissions
+
+/// Records every operation the doctor's clients send, as IAM action names (`lambda:ListFunctions`).
+#[derive(Debug, Clone, Default)]
+struct Sent(Arc<Mutex<BTreeSet<String>>>);
+
+impl aws_sdk_iam::config::Intercept for Sent {
+    fn name(&self) -> &'static str {
+        "DoctorActionRecorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_iam::config::RuntimeComponents,
+        cfg: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_sdk_iam::error::BoxError> {
+        if let Some(m) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            let prefix = match m.service() {
+                "IAM" => "iam",
+                "STS" => "sts",
+                "CloudTrail" => "cloudtrail",
+                "CloudFormation" => "cloudformation",
+                "Lambda" => "lambda",
+                "EventBridge" => "events",
+                "SNS" => "sns",
+                "CloudWatch" => "cloudwatch",
+                "CloudWatch Logs" => "logs",
+                other => other,
+            };
+            self.0.lock().unwrap().insert(format!("{prefix}:{}", m.name()));
+        }
+        Ok(())
+    }
+}
+
+/// The doctor's clients, each recording what it sends.
+fn recording_clients(sdk: &aws_config::SdkConfig, sent: &Sent) -> Clients {
+    let sdk = sdk.to_builder().region(aws_config::Region::new("us-east-1")).build();
+    let mut c = Clients::new(&sdk);
+    c.sts = aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&sdk).interceptor(sent.clone()).build());
+    c.iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&sdk).interceptor(sent.clone()).build());
+    c.cloudtrail = aws_sdk_cloudtrail::Client::from_conf(
+        aws_sdk_cloudtrail::config::Builder::from(&sdk).interceptor(sent.clone()).build(),
+    );
+    c.cloudformation = aws_sdk_cloudformation::Client::from_conf(
+        aws_sdk_cloudformation::config::Builder::from(&sdk).interceptor(sent.clone()).build(),
+    );
+    c.lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&sdk).interceptor(sent.clone()).build(),
+    );
+    c.events = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(&sdk).interceptor(sent.clone()).build(),
+    );
+    c.sns = aws_sdk_sns::Client::from_conf(aws_sdk_sns::config::Builder::from(&sdk).interceptor(sent.clone()).build());
+    c.cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::config::Builder::from(&sdk).interceptor(sent.clone()).build(),
+    );
+    c.logs = aws_sdk_cloudwatchlogs::Client::from_conf(
+        aws_sdk_cloudwatchlogs::config::Builder::from(&sdk).interceptor(sent.clone()).build(),
+    );
+    c
+}
+
+fn sent(s: &Sent) -> BTreeSet<String> {
+    s.0.lock().unwrap().clone()
+}
+
+fn declared(live: bool) -> BTreeSet<String> {
+    keyguard_doctor::required_actions(live).iter().map(|a| a.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_the_doctor_makes_is_in_permissions_doctor() {
+    let (account, d) = setup().await;
+    // Read-only runs: through the stack, and without it (functions listed, the rule found by its target).
+    let reads = Sent::default();
+    let doctor = Doctor::with_clients(recording_clients(&account.sdk, &reads));
+    doctor.run(&Options::default()).await;
+    doctor.run(&Options { stack: "elsewhere".into(), ..Options::default() }).await;
+    let read_calls = sent(&reads);
+    for expected in [
+        "cloudtrail:GetEventSelectors",
+        "events:ListRuleNamesByTarget",
+        "lambda:ListFunctions",
+        "iam:SimulatePrincipalPolicy",
+    ] {
+        assert!(read_calls.contains(expected), "{expected} not exercised: {read_calls:?}");
+    }
+    let undeclared: Vec<String> = read_calls.difference(&declared(false)).cloned().collect();
+    assert!(undeclared.is_empty(), "called but not in `keyguard permissions --doctor`: {undeclared:?}");
+
+    // --live, with the canary answered.
+    let live = Sent::default();
+    let function = tokio::spawn(stand_in_function(account.sdk.clone(), d.log_group.clone()));
+    let options = Options {
+        live: Some(LiveOptions { timeout: Duration::from_secs(30), poll: Duration::from_millis(100) }),
+        ..Options::default()
+    };
+    let report = Doctor::with_clients(recording_clients(&account.sdk, &live)).run(&options).await;
+    function.await.unwrap();
+    assert_eq!(status(&report, "live"), Status::Pass, "{}", report.to_text());
+    let live_calls = sent(&live);
+    assert!(
+        live_calls.contains("iam:CreateAccessKey") && live_calls.contains("logs:FilterLogEvents"),
+        "{live_calls:?}"
+    );
+    let undeclared: Vec<String> = live_calls.difference(&declared(true)).cloned().collect();
+    assert!(undeclared.is_empty(), "called but not in `keyguard permissions --doctor --live`: {undeclared:?}");
+}
+
 // ------------------------------------------------------------------------------------------------ the binary
 
 #[tokio::test(flavor = "multi_thread")]

@@ -222,7 +222,9 @@ mod tests {
         }
         assert!(read.contains(&"iam:SimulatePrincipalPolicy") && read.contains(&"cloudtrail:GetEventSelectors"));
         let live = required_actions(true);
-        for a in ["iam:CreateUser", "iam:CreateAccessKey", "iam:DeleteUser", "logs:FilterLogEvents"] {
+        for a in
+            ["iam:CreateUser", "iam:CreateAccessKey", "iam:DeleteUser", "iam:ListAccessKeys", "logs:FilterLogEvents"]
+        {
             assert!(live.contains(&a) && !read.contains(&a), "{a}");
         }
         assert!(read.windows(2).all(|w| w[0] < w[1]), "sorted and unique");

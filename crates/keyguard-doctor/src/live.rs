@@ -15,6 +15,7 @@ pub const ACTIONS: &[&str] = &[
     "iam:DeleteAccessKey",
     "iam:DeleteLoginProfile",
     "iam:DeleteUser",
+    "iam:ListAccessKeys",
     "iam:TagUser",
     "logs:FilterLogEvents",
 ];
