@@ -30,7 +30,14 @@ pub async fn check(sts: &aws_sdk_sts::Client) -> (Check, Option<Identity>) {
             } else {
                 "check the network and AWS_ENDPOINT_URL / AWS_PROFILE, then run the doctor again"
             };
-            (Check::fail("credentials", format!("no usable AWS credentials: {text}"), fix), None)
+            // The SDK lists every provider it tried; one line is enough to act on.
+            let detail = if text.contains("no credentials found") {
+                "no usable AWS credentials: none found in the environment, the profiles, SSO or an instance role"
+                    .to_string()
+            } else {
+                format!("no usable AWS credentials: {text}")
+            };
+            (Check::fail("credentials", detail, fix), None)
         }
     }
 }
