@@ -2,7 +2,7 @@
 //!
 //! Sets up a small account, runs the `bootstrap` function under cargo-lambda's local runtime on the account's
 //! events in `notify` mode and then in `deactivate` mode, and shows what it decided, the alerts as a subscriber
-//! receives them, and the key states after.
+//! receives them, and the key states after. It ends with `keyguard doctor` on the demo account.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use keyguard_tests::lambda::Watch;
@@ -89,6 +89,21 @@ async fn main() -> anyhow::Result<()> {
             println!("   {user:<19} {key:<22} {status}");
         }
     }
+    // The last act: is the guardrail live? A trail and a stand-in of the deployed stack (the parts the doctor reads,
+    // tests/fixtures/doctor/stack.json), then the built `keyguard doctor` on this account.
+    println!("\n== Is it working? `keyguard doctor` on the demo account");
+    println!(
+        "   (a logging trail and a stand-in of the stack; moto has no IAM policy simulator and no CBOR CloudWatch:"
+    );
+    println!("    those two lines can only be warnings here)\n");
+    keyguard_tests::doctor::deploy(&sdk, "keyguard").await?;
+    let mut env = aws_env(&moto.endpoint);
+    // moto answers SimulatePrincipalPolicy with HTTP 500: no point in the SDK's retries with backoff.
+    env.push(("AWS_MAX_ATTEMPTS".into(), "1".into()));
+    let out = tokio::task::spawn_blocking(move || keyguard_tests::run_keyguard(&["doctor"], &env)).await?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    println!("(exit code {})", out.status.code().unwrap_or(-1));
+
     println!("\n== Stopping moto server");
     drop(moto);
     Ok(())

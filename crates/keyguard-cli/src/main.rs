@@ -1,5 +1,6 @@
 //! `keyguard`: the guard's rule in bulk. Thin over keyguard-core and keyguard-aws.
 
+mod doctor;
 mod input;
 mod output;
 mod replay;
@@ -45,9 +46,17 @@ enum Command {
     /// Print, as a JSON array, every AWS action the guard's code calls (the deployed role must grant exactly these).
     Permissions {
         /// The member role's actions instead (organization deployments: infra/org/member.yaml).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "doctor")]
         member: bool,
+        /// The actions `keyguard doctor` needs instead (read-only; with --live, also the canary's).
+        #[arg(long)]
+        doctor: bool,
+        #[arg(long, requires = "doctor")]
+        live: bool,
     },
+    /// Check that the guardrail is live: credentials, trail, rule, function, subscriptions, alarms, permissions.
+    /// Prints a checklist (✔ pass, ✘ fail, ! warning) with what to do. Exit code 0 only when every check passed.
+    Doctor(doctor::DoctorArgs),
     /// The ledger (DynamoDB): `keyguard ledger create --table NAME` makes one for local use and tests.
     Ledger {
         #[command(subcommand)]
@@ -173,8 +182,10 @@ async fn main() -> ExitCode {
 /// Ok(true) when every event was handled (handle), or nothing was flagged (audit, replay).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::Permissions { member } => {
-            let actions = if member {
+        Command::Permissions { member, doctor, live } => {
+            let actions = if doctor {
+                keyguard_doctor::required_actions(live)
+            } else if member {
                 keyguard_aws::permissions::member_actions()
             } else {
                 keyguard_aws::permissions::guard_actions()
@@ -188,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             eprintln!("keyguard: ledger table {table} ready (set KEYGUARD_LEDGER_TABLE={table})");
             Ok(true)
         }
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Handle { apply, files } => handle(apply, &files).await,
         Command::Audit(args) => audit(args).await,
         Command::Replay(args) => {
