@@ -8,6 +8,7 @@ pub mod guard;
 pub mod iam;
 pub mod logging;
 pub mod ports;
+pub mod securityhub;
 pub mod sns;
 
 pub use cloudtrail::SdkCloudTrail;

@@ -3,6 +3,7 @@
 //! No AWS SDK, no async, no clock reads: time is passed in, so every decision is a value that tests can pin.
 
 pub mod alert;
+pub mod asff;
 pub mod audit;
 pub mod config;
 pub mod event;
