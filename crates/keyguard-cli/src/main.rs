@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use keyguard_core::html::ReportContext;
 use keyguard_core::{Config, Mode};
 use serde_json::json;
 
@@ -67,6 +68,18 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     /// The configuration: flags first, then the environment. `mode` replaces KEYGUARD_MODE when given.
     pub fn config(&self, mode: Option<Mode>) -> anyhow::Result<Config> {
+        let config = Config::from_lookup(|name| {
+            if name == "KEYGUARD_MODE" && mode.is_some() {
+                return mode.map(|m| m.as_str().to_string());
+            }
+            self.setting(name)
+        })
+        .context("configuration")?;
+        Ok(config)
+    }
+
+    /// One setting: its flag, else its environment variable.
+    fn setting(&self, name: &str) -> Option<String> {
         let flags = [
             ("KEYGUARD_SETUP_WINDOW", &self.window),
             ("KEYGUARD_EXEMPT_TAG", &self.exempt_tag),
@@ -74,14 +87,24 @@ impl PolicyArgs {
             ("KEYGUARD_EXEMPT_PATHS", &self.exempt_paths),
             ("KEYGUARD_EXEMPT_CREATORS", &self.exempt_creators),
         ];
-        let config = Config::from_lookup(|name| {
-            if name == "KEYGUARD_MODE" && mode.is_some() {
-                return mode.map(|m| m.as_str().to_string());
+        flags.iter().find(|(n, _)| *n == name).and_then(|(_, v)| (*v).clone()).or_else(|| std::env::var(name).ok())
+    }
+
+    /// The exemptions in force, in words, for the evidence report (the same settings `config` reads).
+    pub fn exemptions(&self) -> Vec<String> {
+        let value = |name: &str| self.setting(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let tag = value("KEYGUARD_EXEMPT_TAG").unwrap_or_else(|| keyguard_core::config::DEFAULT_EXEMPT_TAG.into());
+        let mut phrases = vec![format!("users tagged {tag}")];
+        for (name, what) in [
+            ("KEYGUARD_EXEMPT_PATHS", "users under the path"),
+            ("KEYGUARD_EXEMPT_USERS", "user names matching"),
+            ("KEYGUARD_EXEMPT_CREATORS", "keys created by principals matching"),
+        ] {
+            for item in value(name).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                phrases.push(format!("{what} {item}"));
             }
-            flags.iter().find(|(n, _)| *n == name).and_then(|(_, v)| (*v).clone()).or_else(|| std::env::var(name).ok())
-        })
-        .context("configuration")?;
-        Ok(config)
+        }
+        phrases
     }
 }
 
@@ -136,7 +159,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let config = args.policy.config(Some(Mode::DryRun))?;
             let replayed = replay::run(&args, &config.policy).await?;
             // The findings are printed even when some input could not be read; then the exit code is 2.
-            let flagged = output::write_rows(&replayed.rows, args.format, &mut std::io::stdout().lock())?;
+            let report = ReportContext {
+                source: format!("replay of CloudTrail history: {}", args.paths.join(", ")),
+                accounts: args.accounts.clone(),
+                generated_at: chrono::Utc::now(),
+                window: config.policy.window,
+                exemptions: args.policy.exemptions(),
+            };
+            let flagged = output::write_rows(&replayed.rows, args.format, &report, &mut std::io::stdout().lock())?;
             anyhow::ensure!(
                 replayed.errors == 0,
                 "{} input(s) could not be read (see the warnings above); the findings printed omit them",
@@ -215,7 +245,18 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let flagged = output::write_rows(&outcome.rows, args.format, &mut std::io::stdout().lock())?;
+    let report = ReportContext {
+        source: if args.apply {
+            format!("audit of the current IAM state, acting by mode {}", config.mode.as_str())
+        } else {
+            "audit of the current IAM state (dry run: nothing changed)".to_string()
+        },
+        accounts: Vec::new(),
+        generated_at: chrono::Utc::now(),
+        window: config.policy.window,
+        exemptions: args.policy.exemptions(),
+    };
+    let flagged = output::write_rows(&outcome.rows, args.format, &report, &mut std::io::stdout().lock())?;
     anyhow::ensure!(
         outcome.errors.is_empty(),
         "{} user(s) could not be audited: {}",

@@ -5,9 +5,12 @@
 pub mod alert;
 pub mod asff;
 pub mod audit;
+pub mod chat;
 pub mod config;
 pub mod event;
 pub mod exempt;
+pub mod html;
+pub mod ocsf;
 pub mod report;
 pub mod rule;
 pub mod time;
