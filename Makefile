@@ -60,3 +60,4 @@ clean:
 	rm -rf $(VENV) .aws-sam
 
 include mk/template.mk
+include mk/report.mk
