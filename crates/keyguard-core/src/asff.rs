@@ -270,7 +270,6 @@ impl SecurityFinding {
         };
         let severity = Severity { label, original: f.verdict.as_str().to_string() };
         let types = vec![FINDING_TYPE.to_string()];
-        let creator = f.creator.as_ref().map(Principal::label).unwrap_or_else(|| "an unknown creator".into());
         let gap = human_span(f.key_created.timestamp() - f.user_created.timestamp());
         let may = if f.verdict == Verdict::Suspect { "may have been" } else { "was" };
         let title = clip(
@@ -291,8 +290,8 @@ impl SecurityFinding {
         let description = clip(
             &format!(
                 "{state_sentence} Access key {key} of IAM user {user} in account {account} was created {gap} after \
-                 the user by {creator}, during the initial setup of a user with a console password (CIS AWS \
-                 Foundations Benchmark 1.11). Verdict: {verdict} ({reason}).",
+                 the user, during the initial setup of a user with a console password (CIS AWS Foundations \
+                 Benchmark 1.11). Verdict: {verdict}: {reason}.",
                 key = f.access_key_id,
                 user = f.user_name,
                 account = f.account,
@@ -692,7 +691,7 @@ mod tests {
         let finding = SecurityFinding::new(&f, now(), "cn-north-1", FindingState::Active);
         assert_eq!(finding.product_arn, "arn:aws-cn:securityhub:cn-north-1:111122223333:product/111122223333/default");
         assert_eq!(finding.resources[1].id, "AWS::IAM::User:maria.silva");
-        assert!(finding.description.contains("an unknown creator"));
+        assert!(finding.description.contains("Verdict: violation: "));
         assert!(!finding.product_fields.contains_key("keyguard/CreatorArn"));
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
     }

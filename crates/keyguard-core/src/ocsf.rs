@@ -12,7 +12,6 @@ use crate::asff::{FINDING_TYPE, ID_PREFIX, RELATED_REQUIREMENTS, finding_id};
 use crate::audit::AuditRow;
 use crate::report::Action;
 use crate::rule::Verdict;
-use crate::time::human_span;
 
 pub const OCSF_VERSION: &str = "1.6.0";
 pub const CLASS_UID: u32 = 2003;
@@ -67,15 +66,9 @@ pub fn compliance_finding(row: &AuditRow, now: DateTime<Utc>) -> Value {
         "created_time": row.user_created.timestamp_millis(),
         "data": {"has_console_password": row.has_password},
     }));
-    let gap = row.gap_seconds.map(human_span);
-    let message = match (&row.access_key_id, &gap) {
-        (Some(key), Some(gap)) => format!(
-            "{}: access key {key} of IAM user {} created {gap} after the user ({})",
-            row.verdict.as_str(),
-            row.user,
-            row.reason
-        ),
-        _ => format!("{}: IAM user {} ({})", row.verdict.as_str(), row.user, row.reason),
+    let message = match &row.access_key_id {
+        Some(key) => format!("{}: access key {key} of IAM user {}: {}", row.verdict.as_str(), row.user, row.reason),
+        None => format!("{}: IAM user {}: {}", row.verdict.as_str(), row.user, row.reason),
     };
     let mut event = Map::new();
     let mut put = |k: &str, v: Value| {
