@@ -24,6 +24,10 @@ use crate::iam::aws_error;
 /// BatchImportFindings takes at most this many findings a call.
 pub const MAX_BATCH: usize = 100;
 
+/// The actions the adapter calls: the role needs exactly these. `BatchImportFindings` can be limited to the
+/// account's default product (`arn:aws:securityhub:<region>:<account>:product/<account>/default`).
+pub const ACTIONS: &[&str] = &["securityhub:BatchImportFindings", "securityhub:GetFindings"];
+
 /// How a throttled call is tried again: `attempts` calls in all, pausing `first`, then twice as long each time,
 /// up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +88,8 @@ pub struct ListedFinding {
 }
 
 impl SdkSecurityHub {
-    /// The actions the adapter calls: the role needs exactly these (on the account's default product only).
-    pub const ACTIONS: &'static [&'static str] = &["securityhub:BatchImportFindings", "securityhub:GetFindings"];
+    /// [`ACTIONS`], beside the adapter as the ports declare theirs.
+    pub const ACTIONS: &'static [&'static str] = ACTIONS;
 
     pub fn new(client: aws_sdk_securityhub::Client) -> SdkSecurityHub {
         SdkSecurityHub { client, backoff: Backoff::default() }
