@@ -384,3 +384,28 @@ impl<I: IamReader + AccountReader + KeyDeactivator + Clone + Send + Sync> Accoun
         self.iam.account_alias().await.ok().flatten()
     }
 }
+
+/// The accounts shared with the outlets that act in them (Security Hub files in the key's own account).
+impl<T: Accounts> Accounts for std::sync::Arc<T> {
+    type Iam = T::Iam;
+
+    async fn own(&self) -> Result<String, AwsError> {
+        self.as_ref().own().await
+    }
+
+    async fn check(&self, account: &str) -> Result<(), AccountCheck> {
+        self.as_ref().check(account).await
+    }
+
+    async fn iam(&self, account: &str) -> Result<T::Iam, AwsError> {
+        self.as_ref().iam(account).await
+    }
+
+    async fn all(&self) -> Result<Vec<String>, AwsError> {
+        self.as_ref().all().await
+    }
+
+    async fn alias(&self, account: &str) -> Option<String> {
+        self.as_ref().alias(account).await
+    }
+}

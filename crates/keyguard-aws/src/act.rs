@@ -25,9 +25,9 @@ use tracing::{error, info, warn};
 use crate::error::AwsError;
 use crate::metrics;
 use crate::ports::{
-    AlertPublisher, Deactivation, Delivery, FindingState, IamReader, KeyDeactivator, KeyRecord, Ledger, Outlet,
-    OwedAlert,
+    AlertPublisher, Deactivation, Delivery, IamReader, KeyDeactivator, KeyRecord, Ledger, Outlet, OwedAlert,
 };
+use keyguard_core::asff::{ArchiveReason, FindingState};
 
 /// The safety valve: at most `cap` deactivations in one scope (an event, a sweep, an `audit --apply` run). Beyond
 /// it every further violation is alerted, not deactivated, and one alert says the valve closed and why.
@@ -292,9 +292,9 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
     /// Hands the decision to every other outlet. Their failures are logged and counted, never the event's.
     async fn deliver(&self, facts: &AlertFacts, verdict: Verdict, action: Action, alerted: bool) {
         let state = match (verdict, action) {
-            (_, Action::Deactivated) => FindingState::Resolved,
-            (Verdict::Exempt, _) => FindingState::Archived,
-            _ => FindingState::Open,
+            (_, Action::Deactivated) => FindingState::ResolvedByDeactivation,
+            (Verdict::Exempt, _) => FindingState::Archived(ArchiveReason::Exempt),
+            _ => FindingState::Active,
         };
         let delivery = Delivery { facts: facts.clone(), state, at: (self.clock)(), alerted };
         for outlet in self.outlets {

@@ -145,6 +145,16 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
         }
         drop(reads);
         rows.sort_by(|a, b| (&a.user, &a.access_key_id).cmp(&(&b.user, &b.access_key_id)));
+        // An audit that acted tells the outlets what stands, so that they close what is no longer open (Security
+        // Hub archives the findings of keys gone, inactive or now exempt). Their failures never fail the audit.
+        if actor.mode != Mode::DryRun && errors.is_empty() {
+            for outlet in &self.outlets {
+                if let Err(e) = outlet.reconcile(account, &rows).await {
+                    crate::metrics::outlet_error(outlet.name());
+                    warn!(outlet = outlet.name(), account, error = %e, "outlet could not reconcile; the audit stands");
+                }
+            }
+        }
         let outcome = Outcome {
             account: account.to_string(),
             account_alias: alias,

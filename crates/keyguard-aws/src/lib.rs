@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod permissions;
 pub mod ports;
 pub mod sdk;
+pub mod securityhub;
 pub mod service;
 pub mod sns;
 pub mod sqs;
@@ -35,7 +36,7 @@ pub use sqs::SdkSweepQueue;
 use keyguard_core::{Config, ConfigError};
 
 /// The guard as deployed: every port through the SDK.
-pub type SdkGuard = Guard<SdkAccounts, DynamoLedger, SdkSns, SdkSweepQueue>;
+pub type SdkGuard = Guard<std::sync::Arc<SdkAccounts>, DynamoLedger, SdkSns, SdkSweepQueue>;
 
 /// Why the guard could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +50,20 @@ pub enum SetupError {
 /// Builds the guard from one SDK configuration; clients are made here, once. Nothing is called yet (the own
 /// account is found on first use).
 pub async fn sdk_guard(config: &Config, sdk: &aws_config::SdkConfig) -> Result<SdkGuard, SetupError> {
-    let accounts = SdkAccounts::new(sdk, config.scope.clone());
+    let accounts = std::sync::Arc::new(SdkAccounts::new(sdk, config.scope.clone()));
     let ledger = config.ledger_table.as_ref().map(|t| DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), t));
     let alerts = config.topic_arn.as_ref().map(|arn| SdkSns::new(aws_sdk_sns::Client::new(sdk), arn));
     let queue = config.sweep_queue_url.as_ref().map(|url| SdkSweepQueue::new(aws_sdk_sqs::Client::new(sdk), url));
-    Ok(Guard::new(accounts, ledger, alerts, queue, config)?)
+    let mut guard = Guard::new(accounts.clone(), ledger, alerts, queue, config)?;
+    if config.security_hub {
+        // IAM is global; KeyGuard runs in us-east-1 and files its findings there.
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_string());
+        guard = guard.with_outlet(std::sync::Arc::new(securityhub::SecurityHubOutlet::new(accounts, &region)));
+    }
+    if let Some(topic) = &config.chat_topic_arn {
+        guard = guard.with_outlet(std::sync::Arc::new(sns::ChatOutlet::new(aws_sdk_sns::Client::new(sdk), topic)));
+    }
+    Ok(guard)
 }
 
 /// Every AWS action the Lambda's code calls: see [`permissions::guard_actions`].

@@ -5,7 +5,6 @@ use crate::iam::SdkIam;
 use crate::ledger::DynamoLedger;
 use crate::ports::{AccountDirectory, AccountReader, AlertPublisher, IamReader, KeyDeactivator, Ledger, SweepQueue};
 
-/// The member role's extra on top of its IAM actions: none (iam:ListAccountAliases is an account read).
 /// Assuming the member role, from the function's role.
 pub const ASSUME_ACTIONS: &[&str] = &["sts:AssumeRole"];
 
@@ -25,12 +24,14 @@ pub fn guard_actions() -> Vec<&'static str> {
         <crate::sqs::SdkSweepQueue as SweepQueue>::ACTIONS,
         <crate::accounts::SdkDirectory as AccountDirectory>::ACTIONS,
         ASSUME_ACTIONS,
+        crate::securityhub::ACTIONS,
     ])
 }
 
-/// The member role's actions in each member account: exactly the guard's IAM actions.
+/// The member role's actions in each member account: the guard's IAM actions, and Security Hub's (a finding is filed
+/// in the key's own account, through its member role; the template grants these only with Security Hub on).
 pub fn member_actions() -> Vec<&'static str> {
-    iam_actions()
+    sorted(&[&iam_actions(), crate::securityhub::ACTIONS])
 }
 
 fn sorted(lists: &[&[&'static str]]) -> Vec<&'static str> {

@@ -186,10 +186,15 @@ pub trait Outlet: Send + Sync {
     /// For logs and metrics.
     fn name(&self) -> &'static str;
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), AwsError>>;
-    /// After a sweep of `account`: `flagged` are the keys still open; the outlet closes what it holds of any other
-    /// key (Security Hub archives the findings of keys gone, inactive or now exempt). Nothing by default.
-    fn reconcile<'a>(&'a self, account: &'a str, flagged: &'a [String]) -> BoxFuture<'a, Result<(), AwsError>> {
-        let _ = (account, flagged);
+    /// After an audit that acted (the sweep, `audit --apply`): `rows` are the account's keys as they stand; the
+    /// outlet closes what it holds of keys no longer open (Security Hub archives the findings of keys gone,
+    /// inactive or now exempt). Nothing by default.
+    fn reconcile<'a>(
+        &'a self,
+        account: &'a str,
+        rows: &'a [keyguard_core::AuditRow],
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        let _ = (account, rows);
         Box::pin(async { Ok(()) })
     }
 }
@@ -198,20 +203,12 @@ pub trait Outlet: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub facts: keyguard_core::AlertFacts,
-    /// What became of the finding in the outlet's terms: still open, resolved by KeyGuard's deactivation, or
-    /// gone (key deleted, inactive, or now exempt: archive it).
-    pub state: FindingState,
+    /// Where the finding stands for the outlet: open, resolved by KeyGuard's deactivation, or archived (exempt).
+    pub state: keyguard_core::asff::FindingState,
     pub at: DateTime<Utc>,
     /// The team was alerted about this decision just now. Alert-like outlets (chat) post only then; state-like
     /// ones (Security Hub, upserting by id) take every delivery (a duplicate updates the same finding).
     pub alerted: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FindingState {
-    Open,
-    Resolved,
-    Archived,
 }
 
 /// The accounts of the organization (Organizations `ListAccounts`, from the management or a delegated admin).

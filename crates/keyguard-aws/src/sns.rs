@@ -39,3 +39,43 @@ impl AlertPublisher for SdkSns {
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 }
+
+/// The chat outlet: each alert, as an Amazon Q Developer in chat applications custom notification, on a topic of
+/// its own (the alert topic's subscribers keep their formats). Only decisions the team was alerted about just now
+/// are posted; a duplicate delivery posts nothing.
+#[derive(Debug, Clone)]
+pub struct ChatOutlet {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl ChatOutlet {
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> ChatOutlet {
+        ChatOutlet { client, topic_arn: topic_arn.into() }
+    }
+}
+
+impl crate::ports::Outlet for ChatOutlet {
+    fn name(&self) -> &'static str {
+        "chat"
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        delivery: &'a crate::ports::Delivery,
+    ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            if !delivery.alerted {
+                return Ok(());
+            }
+            self.client
+                .publish()
+                .topic_arn(&self.topic_arn)
+                .message(keyguard_core::chat::message(&delivery.facts))
+                .send()
+                .await
+                .map_err(|e| aws_error("sns:Publish", e))?;
+            Ok(())
+        })
+    }
+}

@@ -8,7 +8,7 @@
 //! in the digest and counted; the account's sweep still succeeds.
 
 use chrono::Utc;
-use keyguard_core::{Action, Alert, DigestFacts, DigestLine, EventReport, Mode, Verdict};
+use keyguard_core::{Alert, DigestFacts, DigestLine, EventReport, Mode, Verdict};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
@@ -119,20 +119,6 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
             publisher.publish(&digest).await?;
             metrics::alert_sent();
             info!(account, subject = %digest.subject, "sweep digest published");
-        }
-        let flagged: Vec<String> = outcome
-            .rows
-            .iter()
-            .filter(|r| r.verdict.is_finding() && r.action != Action::Deactivated)
-            .filter_map(|r| r.access_key_id.clone())
-            .collect();
-        if self.mode != Mode::DryRun {
-            for outlet in &self.outlets {
-                if let Err(e) = outlet.reconcile(account, &flagged).await {
-                    metrics::outlet_error(outlet.name());
-                    error!(outlet = outlet.name(), account, error = %e, "outlet could not reconcile; the sweep stands");
-                }
-            }
         }
         if valve.withheld() > 0 {
             warn!(account, withheld = valve.withheld(), "the sweep's safety valve closed");

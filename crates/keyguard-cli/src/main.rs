@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use keyguard_aws::Accounts;
+use keyguard_core::html::ReportContext;
 use keyguard_core::{Config, Mode};
 use serde_json::json;
 
@@ -97,6 +98,16 @@ impl PolicyArgs {
     /// The configuration: flags first, then the environment. `mode` replaces KEYGUARD_MODE when given (the value in
     /// the environment must still be a valid mode: a typo is an error in every command).
     pub fn config(&self, mode: Option<Mode>) -> anyhow::Result<Config> {
+        config_with(mode, |name| self.flag(name))
+    }
+
+    /// One setting: its flag, else its environment variable.
+    fn setting(&self, name: &str) -> Option<String> {
+        self.flag(name).or_else(|| std::env::var(name).ok())
+    }
+
+    /// The flag that stands for an environment variable, when given.
+    fn flag(&self, name: &str) -> Option<String> {
         let flags = [
             ("KEYGUARD_SETUP_WINDOW", &self.window),
             ("KEYGUARD_EXEMPT_TAG", &self.exempt_tag),
@@ -104,7 +115,26 @@ impl PolicyArgs {
             ("KEYGUARD_EXEMPT_PATHS", &self.exempt_paths),
             ("KEYGUARD_EXEMPT_CREATORS", &self.exempt_creators),
         ];
-        config_with(mode, |name| flags.iter().find(|(n, _)| *n == name).and_then(|(_, v)| (*v).clone()))
+        flags.iter().find(|(n, _)| *n == name).and_then(|(_, v)| (*v).clone())
+    }
+
+    /// The exemptions in force, in words, for the evidence report (the same settings `config` reads).
+    pub fn exemptions(&self) -> Vec<String> {
+        let value = |name: &str| self.setting(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let tag = value("KEYGUARD_EXEMPT_TAG").unwrap_or_else(|| keyguard_core::config::DEFAULT_EXEMPT_TAG.into());
+        let tag_value = value("KEYGUARD_EXEMPT_TAG_VALUE")
+            .unwrap_or_else(|| keyguard_core::config::DEFAULT_EXEMPT_TAG_VALUE.into());
+        let mut phrases = vec![format!("users tagged {tag}={tag_value}")];
+        for (name, what) in [
+            ("KEYGUARD_EXEMPT_PATHS", "users under the path"),
+            ("KEYGUARD_EXEMPT_USERS", "user names matching"),
+            ("KEYGUARD_EXEMPT_CREATORS", "keys created by principals matching"),
+        ] {
+            for item in value(name).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                phrases.push(format!("{what} {item}"));
+            }
+        }
+        phrases
     }
 }
 
@@ -206,7 +236,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let config = args.policy.config(Some(Mode::DryRun))?;
             let replayed = replay::run(&args, &config.policy).await?;
             // The findings are printed even when some input could not be read; then the exit code is 2.
-            let flagged = output::write_rows(&replayed.rows, args.format, &mut std::io::stdout().lock())?;
+            let report = ReportContext {
+                source: format!("replay of CloudTrail history: {}", args.paths.join(", ")),
+                accounts: args.accounts.clone(),
+                generated_at: chrono::Utc::now(),
+                window: config.policy.window,
+                exemptions: args.policy.exemptions(),
+            };
+            let flagged = output::write_rows(&replayed.rows, args.format, &report, &mut std::io::stdout().lock())?;
             anyhow::ensure!(
                 replayed.errors == 0,
                 "{} input(s) could not be read (see the warnings above); the findings printed omit them",
@@ -319,7 +356,18 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
             Err(e) => failures.push(format!("account {account}: {e}")),
         }
     }
-    let flagged = output::write_rows(&rows, args.format, &mut std::io::stdout().lock())?;
+    let report = ReportContext {
+        source: if args.apply {
+            format!("audit of the current IAM state, acting by mode {}", config.mode.as_str())
+        } else {
+            "audit of the current IAM state (dry run: nothing changed)".to_string()
+        },
+        accounts: accounts.clone(),
+        generated_at: chrono::Utc::now(),
+        window: config.policy.window,
+        exemptions: args.policy.exemptions(),
+    };
+    let flagged = output::write_rows(&rows, args.format, &report, &mut std::io::stdout().lock())?;
     for failure in &failures {
         eprintln!("keyguard: not audited: {failure}");
     }

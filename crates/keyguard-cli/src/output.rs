@@ -1,7 +1,9 @@
-//! The three output formats of `audit` and `replay`: a table for people, JSON lines and CSV for machines.
+//! The output formats of `audit` and `replay`: a table for people, JSON lines and CSV for machines, OCSF
+//! Compliance Findings (JSON lines) for Security Lake and SIEMs, and a self-contained HTML report for auditors.
 
 use std::io::Write;
 
+use keyguard_core::html::ReportContext;
 use keyguard_core::{AuditRow, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -9,11 +11,28 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// OCSF 1.6.0 Compliance Findings (class 2003), one per line.
+    Ocsf,
+    /// One self-contained HTML file: scope, counts, a picture of the rule at work, every row.
+    Html,
 }
 
-/// Writes the rows; returns whether any is a violation or a suspect (exit code 1).
-pub fn write_rows(rows: &[AuditRow], format: Format, out: &mut impl Write) -> anyhow::Result<bool> {
+/// Writes the rows; returns whether any is a violation or a suspect (exit code 1). `report` says what the rows
+/// are about (the HTML report shows it; OCSF takes its time).
+pub fn write_rows(
+    rows: &[AuditRow],
+    format: Format,
+    report: &ReportContext,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
     match format {
+        Format::Ocsf => {
+            for row in rows {
+                serde_json::to_writer(&mut *out, &keyguard_core::ocsf::compliance_finding(row, report.generated_at))?;
+                writeln!(out)?;
+            }
+        }
+        Format::Html => out.write_all(keyguard_core::html::render(report, rows).as_bytes())?,
         Format::Json => {
             for row in rows {
                 serde_json::to_writer(&mut *out, row)?;

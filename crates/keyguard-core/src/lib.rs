@@ -3,10 +3,14 @@
 //! No AWS SDK, no async, no clock reads: time is passed in, so every decision is a value that tests can pin.
 
 pub mod alert;
+pub mod asff;
 pub mod audit;
+pub mod chat;
 pub mod config;
 pub mod event;
 pub mod exempt;
+pub mod html;
+pub mod ocsf;
 pub mod report;
 pub mod rule;
 pub mod time;
