@@ -56,4 +56,38 @@ async fn bootstrap_under_a_local_lambda_runtime_deactivates_and_alerts() {
     let err = tokio::task::spawn_blocking(move || w.invoke(&bad)).await.unwrap().unwrap_err();
     assert!(err.contains("KeyGuard.BadEvent"), "{err}");
     assert!(err.contains("0bad0bad-1111-2222-3333-444455556666"), "{err}");
+
+    // Metrics: one CloudWatch Embedded Metric Format document per invocation on the function's stdout.
+    let emf: Vec<Value> = watch
+        .output()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    if std::env::var_os("KEYGUARD_SHOW_EMF").is_some() {
+        println!("{}", serde_json::to_string_pretty(&emf).unwrap());
+    }
+    assert!(!emf.is_empty(), "no EMF line in the function's output:\n{}", watch.output().join("\n"));
+    for doc in &emf {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "KeyGuard", "{doc}");
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(doc.get(name).is_some(), "{name} has no value in {doc}");
+        }
+    }
+    let total = |name: &str| -> f64 {
+        emf.iter()
+            .filter_map(|d| d.get(name))
+            .map(|v| v.as_f64().or_else(|| v.as_array().map(|a| a.iter().filter_map(Value::as_f64).sum())).unwrap_or(0.0))
+            .sum()
+    };
+    assert_eq!(total("EventsHandled"), 3.0, "three invocations");
+    assert_eq!(total("Deactivations"), 1.0);
+    assert_eq!(total("AlertsSent"), 1.0);
+    assert_eq!(total("Errors"), 1.0, "the bad event");
+    let latency = emf.iter().filter_map(|d| d.get("EventLatency")).count();
+    assert_eq!(latency, 3, "a latency per event");
+    let violation = emf.iter().any(|d| d["Verdict"] == "violation" && d.get("Decisions").is_some());
+    assert!(violation, "decisions by verdict: {emf:#?}");
 }

@@ -8,15 +8,19 @@ use serde_json::Value;
 
 use crate::{free_port, repo, unique, venv_path};
 
-/// `cargo lambda watch` serving the bootstrap binary; stopped (with the function) when dropped.
+/// `cargo lambda watch` serving the bootstrap binary; stopped (with the function) when dropped. What the function
+/// writes (its JSON logs, and the metrics' EMF lines on stdout) is kept in a file, as Lambda keeps it in CloudWatch.
 pub struct Watch {
     child: Child,
     port: u16,
+    output: std::path::PathBuf,
 }
 
 impl Watch {
     pub fn start(env: &[(String, String)]) -> Watch {
         let port = free_port();
+        let output = std::env::temp_dir().join(format!("{}.log", unique("keyguard-lambda-output")));
+        let file = std::fs::File::create(&output).expect("the function's output file");
         let child = Command::new("cargo")
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
             .args(["--package", "keyguard-lambda", "--bin", "bootstrap", "--ignore-changes", "--quiet"])
@@ -24,11 +28,11 @@ impl Watch {
             .envs(env.iter().cloned())
             .current_dir(repo())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("output file")))
+            .stderr(Stdio::from(file))
             .spawn()
             .expect("cargo lambda watch (run `make venv`)");
-        let watch = Watch { child, port };
+        let watch = Watch { child, port, output };
         for _ in 0..600 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return watch;
@@ -61,10 +65,18 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Everything the function (and cargo-lambda) wrote so far, line by line.
+    pub fn output(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.output).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         // SIGTERM lets cargo-lambda stop the function it runs; then reap it.
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.output);
     }
 }
