@@ -89,16 +89,6 @@ async fn seed() -> Account {
 }
 
 /// Marks `key` as used: moto records the last use of the access key that signs a request.
-async fn use_key(endpoint: &str, key_id: &str, secret: &str) {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(key_id, secret, None, None, "key-under-test"))
-        .load()
-        .await;
-    aws_sdk_iam::Client::new(&sdk).list_users().send().await.unwrap();
-}
-
 fn audit(account: &Account, args: &[&str], extra_env: &[(&str, &str)]) -> (Output, Vec<Value>) {
     let out = Command::new(built_binary("keyguard-cli", "keyguard"))
         .args(["audit", "--format", "json", "--window", WINDOW])
@@ -216,7 +206,7 @@ async fn a_used_violating_key_is_kept_unless_include_used() {
     account.iam.create_password(&Caller::IamUser("jordan.admin".into()), "fresh").await.unwrap();
     let key = account.iam.client.create_access_key().user_name("fresh").send().await.unwrap();
     let key = key.access_key().unwrap();
-    use_key(&account.moto.endpoint, key.access_key_id(), key.secret_access_key()).await;
+    keyguard_tests::use_key(&account.moto.endpoint, key.access_key_id(), key.secret_access_key()).await;
 
     let (_, rows) = audit(&account, &["--apply"], &env);
     let row = verdict_of(&rows, "fresh", Some(key.access_key_id()));

@@ -79,7 +79,9 @@ async fn bootstrap_under_a_local_lambda_runtime_deactivates_and_alerts() {
     let total = |name: &str| -> f64 {
         emf.iter()
             .filter_map(|d| d.get(name))
-            .map(|v| v.as_f64().or_else(|| v.as_array().map(|a| a.iter().filter_map(Value::as_f64).sum())).unwrap_or(0.0))
+            .map(|v| {
+                v.as_f64().or_else(|| v.as_array().map(|a| a.iter().filter_map(Value::as_f64).sum())).unwrap_or(0.0)
+            })
             .sum()
     };
     assert_eq!(total("EventsHandled"), 3.0, "three invocations");

@@ -398,3 +398,34 @@ pub async fn ledger_table(sdk: &SdkConfig) -> String {
     keyguard_aws::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &table).create_table().await.unwrap();
     table
 }
+
+/// Signs one request with the key: moto then records it as used (GetAccessKeyLastUsed), as AWS does.
+pub async fn use_key(endpoint: &str, key_id: &str, secret: &str) {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(key_id, secret, None, None, "key-under-test"))
+        .load()
+        .await;
+    aws_sdk_iam::Client::new(&sdk).list_users().send().await.unwrap();
+}
+
+impl Iam {
+    /// UpdateAccessKey (by `by`, for `name`'s key) and its event; a user changing their own key names no user.
+    pub async fn set_key_status(&self, by: &Caller, name: &str, key: &str, status: &str) -> Result<Value> {
+        self.client
+            .update_access_key()
+            .user_name(name)
+            .access_key_id(key)
+            .status(aws_sdk_iam::types::StatusType::from(status))
+            .send()
+            .await?;
+        let own = matches!(by, Caller::IamUser(n) if n == name);
+        let request = if own {
+            json!({"accessKeyId": key, "status": status})
+        } else {
+            json!({"userName": name, "accessKeyId": key, "status": status})
+        };
+        Ok(event("UpdateAccessKey", by, Utc::now(), request, Value::Null))
+    }
+}

@@ -171,14 +171,20 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
                     .into(),
             );
         }
-        // Alerts are deduplicated per key and kind of alert; a re-enabled key is alerted once per re-enable event.
+        // Alerts are deduplicated per key and verdict (one violation alert per key, whatever was done then); a
+        // re-enabled key is alerted once per re-enable event.
         let facts = facts(&finding, action, note.clone());
         let sent_kind = match kind {
             AlertKind::ReEnabled => format!("re-enabled:{}", facts.event_id),
             _ => format!("{}:{}", verdict.as_str(), action.as_str()),
         };
         let alert = Alert::render(&facts);
-        let duplicate = record.is_some_and(|r| r.sent.contains(&sent_kind));
+        let same_verdict = format!("{}:", verdict.as_str());
+        let duplicate = record.is_some_and(|r| {
+            r.sent
+                .iter()
+                .any(|s| if kind == AlertKind::ReEnabled { *s == sent_kind } else { s.starts_with(&same_verdict) })
+        });
         if duplicate && !deactivate {
             self.deliver(&facts, verdict, action, false).await;
             let note = Some("alert already sent for this key (duplicate delivery): not sent again".to_string());
