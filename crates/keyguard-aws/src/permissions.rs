@@ -9,6 +9,11 @@ use crate::ports::{AccountDirectory, AccountReader, AlertPublisher, IamReader, K
 /// Assuming the member role, from the function's role.
 pub const ASSUME_ACTIONS: &[&str] = &["sts:AssumeRole"];
 
+/// Security Hub findings (`KEYGUARD_SECURITY_HUB=on`), filed in each key's own account: by the function's role in its
+/// own account, by the member role in a member account. (A placeholder until the Security Hub adapter's port declares
+/// its own `ACTIONS`; then that replaces this list.)
+pub const SECURITY_HUB_ACTIONS: &[&str] = &["securityhub:BatchImportFindings", "securityhub:GetFindings"];
+
 /// What the guard does in an account's IAM (the function's role in its own account, the member role elsewhere).
 pub fn iam_actions() -> Vec<&'static str> {
     sorted(&[<SdkIam as IamReader>::ACTIONS, <SdkIam as KeyDeactivator>::ACTIONS, <SdkIam as AccountReader>::ACTIONS])
@@ -25,12 +30,14 @@ pub fn guard_actions() -> Vec<&'static str> {
         <crate::sqs::SdkSweepQueue as SweepQueue>::ACTIONS,
         <crate::accounts::SdkDirectory as AccountDirectory>::ACTIONS,
         ASSUME_ACTIONS,
+        SECURITY_HUB_ACTIONS,
     ])
 }
 
-/// The member role's actions in each member account: exactly the guard's IAM actions.
+/// The member role's actions in each member account: the guard's IAM actions, and Security Hub's (findings are filed
+/// in the key's own account).
 pub fn member_actions() -> Vec<&'static str> {
-    iam_actions()
+    sorted(&[&iam_actions(), SECURITY_HUB_ACTIONS])
 }
 
 fn sorted(lists: &[&[&'static str]]) -> Vec<&'static str> {
