@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -270,7 +271,7 @@ def render(template: dict[str, Any], params: dict[str, str] | None = None, accou
     def arn(logical: str) -> str:
         kind = res[logical]["Type"]
         assert kind in ARN_BY_TYPE, f"no fake ARN for {kind} ({logical})"
-        digits = f"{abs(hash(logical)) % 10**12:012d}"
+        digits = f"{zlib.crc32(logical.encode()) % 10**12:012d}"
         return ARN_BY_TYPE[kind].format(account=account, name=name_of(logical), lname=name_of(logical).lower(), digits=digits)
 
     def ref(name: str) -> str:
