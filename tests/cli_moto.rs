@@ -136,11 +136,15 @@ fn permissions_lists_every_action_the_code_calls() {
     let actions: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(actions, keyguard_aws::permissions::guard_actions());
     let services: std::collections::BTreeSet<&str> = actions.iter().filter_map(|a| a.split(':').next()).collect();
-    assert_eq!(services, ["dynamodb", "iam", "organizations", "sns", "sqs", "sts"].into_iter().collect());
-    // The member role: exactly the guard's IAM actions (iam:ListAccountAliases among them).
+    assert_eq!(
+        services,
+        ["dynamodb", "iam", "organizations", "securityhub", "sns", "sqs", "sts"].into_iter().collect()
+    );
+    // The member role: exactly the guard's IAM and Security Hub actions (iam:ListAccountAliases among them).
     let out = keyguard(&["permissions", "--member"], &[]);
     let member: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
-    let iam: Vec<&String> = actions.iter().filter(|a| a.starts_with("iam:")).collect();
-    assert_eq!(member.iter().collect::<Vec<_>>(), iam);
+    let in_member_account: Vec<&String> =
+        actions.iter().filter(|a| a.starts_with("iam:") || a.starts_with("securityhub:")).collect();
+    assert_eq!(member.iter().collect::<Vec<_>>(), in_member_account);
     assert!(member.contains(&"iam:ListAccountAliases".to_string()));
 }

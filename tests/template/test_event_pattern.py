@@ -1,8 +1,9 @@
-"""The IAM event rule's pattern, read from template.yaml, matched by moto's real EventBridge engine.
+"""The IAM event rules' pattern, read from the templates, matched by moto's real EventBridge engine.
 
 Every event of tests/fixtures/samples and of tests/fixtures/events is sent with PutEvents to the default bus,
 where a rule with the template's pattern targets an SQS queue; what arrives in the queue is what the
-guard would receive. (moto's TestEventPattern returns no result, so it is not used.)
+guard would receive. (moto's TestEventPattern returns no result, so it is not used.) The central stack's rules (default
+bus, organization bus) and the member stack's forwarding rule carry the same pattern.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ SAMPLE_EXPECTATIONS = {
     "create-user-console.json": True,
     "create-access-key-failed-access-denied.json": False,  # errorCode AccessDenied
     "delete-user.json": False,  # other event name
-    "update-access-key.json": False,  # other event name (our own remediation call must not loop)
+    "update-access-key.json": False,  # UpdateAccessKey to Inactive: our own remediation call must not loop
 }
 
 
@@ -119,7 +120,36 @@ SYNTHETIC: list[tuple[str, dict[str, Any], bool]] = [
     ("failed: CreateUser EntityAlreadyExists", _variant(eventName="CreateUser", errorCode="EntityAlreadyExists"), False),
     ("failed: CreateLoginProfile", _variant(eventName="CreateLoginProfile", errorCode="PasswordPolicyViolation"), False),
     ("DeleteAccessKey", _variant(eventName="DeleteAccessKey"), False),
-    ("UpdateAccessKey", _variant(eventName="UpdateAccessKey"), False),
+    ("UpdateAccessKey without a status", _variant(eventName="UpdateAccessKey"), False),
+    (
+        "UpdateAccessKey to Active",
+        _variant(eventName="UpdateAccessKey", requestParameters={"userName": "alice", "accessKeyId": "AKIA1", "status": "Active"}),
+        True,
+    ),
+    (
+        "UpdateAccessKey to active (any case)",
+        _variant(eventName="UpdateAccessKey", requestParameters={"userName": "alice", "accessKeyId": "AKIA1", "status": "ACTIVE"}),
+        True,
+    ),
+    (
+        "UpdateAccessKey to Inactive",
+        _variant(eventName="UpdateAccessKey", requestParameters={"userName": "alice", "accessKeyId": "AKIA1", "status": "Inactive"}),
+        False,
+    ),
+    (
+        "failed: UpdateAccessKey to Active",
+        _variant(
+            eventName="UpdateAccessKey",
+            requestParameters={"userName": "alice", "accessKeyId": "AKIA1", "status": "Active"},
+            errorCode="AccessDenied",
+        ),
+        False,
+    ),
+    (
+        "CreateUser with a status parameter",
+        _variant(eventName="CreateUser", requestParameters={"userName": "alice", "status": "Inactive"}),
+        True,
+    ),
     ("UpdateLoginProfile", _variant(eventName="UpdateLoginProfile"), False),
     ("CreateAccessKey in lower case", _variant(eventName="createaccesskey"), False),
     ("other source", _variant(source="aws.sts"), False),
@@ -192,11 +222,35 @@ def test_event_files_exist():
     assert not missing, f"reference samples not loaded: {missing}"
 
 
-def test_template_pattern_delivers_exactly_the_successful_trigger_events(template, aws):
+PATTERN_RULES = [
+    pytest.param("template", "IamEventRule", id="default bus"),
+    pytest.param("template", "OrganizationEventRule", id="organization bus"),
+    pytest.param("member", "ForwardIamEventsRule", id="member forwarder"),
+]
+
+
+def _pattern(request, which: str, rule: str) -> dict[str, Any]:
+    t = request.getfixturevalue(which)
+    params = kg_template.CONFIGS["organization"] if which == "template" else kg_template.MEMBER_CONFIGS["member"]
+    return kg_template.event_pattern(kg_template.evaluate(t, params), rule)
+
+
+def test_every_iam_rule_has_the_same_pattern(template, member):
+    """What the central stack matches on its own bus, on the organization bus, and what members forward."""
+    central = kg_template.evaluate(template, kg_template.CONFIGS["organization"])
+    members = kg_template.evaluate(member, kg_template.MEMBER_CONFIGS["member"])
+    rules = {**kg_template.iam_event_rules(central), **kg_template.iam_event_rules(members)}
+    assert set(rules) == {"IamEventRule", "OrganizationEventRule", "ForwardIamEventsRule"}
+    patterns = {name: kg_template.props(rule)["EventPattern"] for name, rule in rules.items()}
+    assert len({json.dumps(p, sort_keys=True) for p in patterns.values()}) == 1, patterns
+
+
+@pytest.mark.parametrize(("which", "rule"), PATTERN_RULES)
+def test_template_pattern_delivers_exactly_the_successful_trigger_events(request, aws, which, rule):
     cases = _event_files()
     if not cases:
         pytest.skip("no event files found")
-    delivered = deliver(aws, kg_template.event_pattern(template), [(label, ev) for label, ev, _ in cases])
+    delivered = deliver(aws, _pattern(request, which, rule), [(label, ev) for label, ev, _ in cases])
     _assert_exact(delivered, cases)
 
 
@@ -205,12 +259,22 @@ def test_template_pattern_on_synthetic_variants(template, aws):
     _assert_exact(delivered, SYNTHETIC)
 
 
+def _branch(p, event_name):
+    return next(b for b in p["detail"]["$or"] if event_name in b["eventName"])
+
+
 @pytest.mark.parametrize(
     "broken",
     [
         pytest.param(lambda p: p["detail"].pop("errorCode"), id="failed calls not excluded"),
-        pytest.param(lambda p: p["detail"]["eventName"].remove("CreateLoginProfile"), id="event name missing"),
-        pytest.param(lambda p: p["detail"]["eventName"].append("UpdateAccessKey"), id="own remediation call added"),
+        pytest.param(lambda p: _branch(p, "CreateLoginProfile")["eventName"].remove("CreateLoginProfile"), id="event name missing"),
+        pytest.param(lambda p: _branch(p, "CreateUser")["eventName"].append("UpdateAccessKey"), id="own remediation call added"),
+        pytest.param(lambda p: _branch(p, "UpdateAccessKey").pop("requestParameters"), id="any key status"),
+        pytest.param(
+            lambda p: _branch(p, "UpdateAccessKey").__setitem__("requestParameters", {"status": ["Active"]}),
+            id="status case-sensitive",
+        ),
+        pytest.param(lambda p: p["detail"]["$or"].pop(), id="re-enabling not watched"),
         pytest.param(lambda p: p.pop("source"), id="any source"),
     ],
 )
@@ -223,8 +287,15 @@ def test_a_wrong_pattern_is_caught(template, aws, broken):
         _assert_exact(delivered, SYNTHETIC)
 
 
-def test_rule_is_on_the_default_bus_and_enabled(template):
-    _, rule = kg_template.iam_event_rule(template)
-    p = kg_template.props(rule)
+def test_rules_are_on_the_right_buses_and_enabled(template, member):
+    central = kg_template.evaluate(template, kg_template.CONFIGS["organization"])
+    p = kg_template.props(central["Resources"]["IamEventRule"])
     assert p.get("EventBusName", "default") == "default", "IAM CloudTrail events arrive on the default bus"
-    assert p.get("State", "ENABLED") == "ENABLED"
+    assert kg_template.ref_target(kg_template.props(central["Resources"]["OrganizationEventRule"])["EventBusName"]) == (
+        "OrganizationBus"
+    )
+    members = kg_template.evaluate(member, kg_template.MEMBER_CONFIGS["member"])
+    assert kg_template.props(members["Resources"]["ForwardIamEventsRule"]).get("EventBusName", "default") == "default"
+    for t in (central, members):
+        for rule in kg_template.iam_event_rules(t).values():
+            assert kg_template.props(rule).get("State", "ENABLED") == "ENABLED"
