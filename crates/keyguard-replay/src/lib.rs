@@ -31,26 +31,37 @@
 //! # }
 //! ```
 
+#[cfg(feature = "athena")]
 mod athena;
 mod engine;
 mod files;
 mod filter;
 mod local;
 mod parse;
+#[cfg(feature = "s3")]
 mod s3;
 mod source;
 mod spill;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "athena")]
 pub use athena::{AthenaTable, COLUMNS as ATHENA_COLUMNS, Partitions, query as athena_query};
 pub use engine::{Context, Harvest, Options, Replayed, SPILL_AFTER, Stats, replay};
 pub use files::{is_digest, layout_of};
 pub use filter::{Filter, since_bound, until_bound};
 pub use local::LocalPaths;
-pub use parse::Layout;
+pub use parse::{Layout, Parsed};
+#[cfg(feature = "s3")]
 pub use s3::S3Prefix;
 pub use source::Source;
+
+/// Reads one file's bytes as replay reads a file of that name: gunzipped when gzip'd, then the calls a timeline
+/// wants and the parts that could not be read (`Err`: nothing of it could be used). For tools and fuzzing.
+pub fn read_file(bytes: &[u8], name: &str) -> Result<Parsed, String> {
+    let layout = layout_of(name).unwrap_or(Layout::Document);
+    files::Buffers::default().parse(bytes, name, layout).parsed
+}
 
 /// Why a replay could not run. Parts of a source that cannot be read are not errors: they are counted in
 /// [`Replayed::errors`] and logged.
