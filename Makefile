@@ -12,7 +12,7 @@ export CARGO_PROFILE_DEV_DEBUG := 0
 export CARGO_INCREMENTAL ?= 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help venv lint test test-rust demo bench clean
+.PHONY: help venv lint test test-rust demo bench fuzz clean
 
 help:
 	@echo "make demo    the guard end to end on a local AWS (moto server on 127.0.0.1)"
@@ -20,6 +20,7 @@ help:
 	@echo "make build   the arm64 Lambda package (cargo-lambda, zig)"
 	@echo "make deploy  sam deploy (guided the first time)"
 	@echo "make bench   benchmarks"
+	@echo "make fuzz    coverage-guided fuzzing of the event parser and the archive reader (FUZZ_SECONDS each)"
 
 ## venv: the project's Python tools, pinned (tools/requirements*.txt, tools/constraints*.txt)
 venv: $(VENV)/.installed $(VENV)/sam/.installed
@@ -56,6 +57,22 @@ demo: venv
 bench: venv
 	$(CARGO) run --release -q -p keyguard-tests --example bench_audit
 	$(CARGO) run --release -q -p keyguard-tests --example bench_replay
+
+## fuzz: cargo-fuzz (libFuzzer, AddressSanitizer) on each target for FUZZ_SECONDS, seeded from tests/fixtures;
+## fails on a crash (the input is kept in fuzz/artifacts/<target>/). cargo-fuzz is installed, pinned, into .tools/.
+## It needs nightly rustc flags (-Zsanitizer): RUSTC_BOOTSTRAP=1 allows them on the stable toolchain.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := parse_event archive_reader
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TOOLS := $(abspath .tools)
+fuzz:
+	@test -x $(FUZZ_TOOLS)/bin/cargo-fuzz || $(CARGO) install --locked cargo-fuzz@$(CARGO_FUZZ_VERSION) --root $(FUZZ_TOOLS)
+	$(PYTHON) tools/fuzz_seeds.py fuzz/corpus
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 $(FUZZ_TOOLS)/bin/cargo-fuzz fuzz run --fuzz-dir fuzz $$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -11,6 +11,9 @@
 //!    RAYON_NUM_THREADS=1, and every core), and checks that replay found exactly the generated violations.
 //!    Each measurement is taken `--runs` times, interleaved, and the best is kept (a shared machine is noisy).
 //! 4. Prints MB/s (uncompressed) and events/s for each, replay as a ratio of the baseline, and replay's peak RSS.
+//! 5. Memory against history: an archive of 80,000 key rotations by users created before it
+//!    (`Scenario::old_rotations`), replayed with the default spill threshold and a lower one, against holding
+//!    every pending call in memory (`--spill-after 0`): peak RSS of each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use keyguard_tests::archive::{BulkStats, bulk};
+use keyguard_tests::archive::{BulkStats, Scenario, bulk};
 use keyguard_tests::repo;
 use rayon::prelude::*;
 use serde::de::IgnoredAny;
@@ -110,6 +113,43 @@ fn main() {
         replay_1.reported_seconds, replay_n.reported_seconds
     );
     println!("(load average before the runs: {load_before}; after: {}.)", load_average());
+
+    rotations(&keyguard, &dir.with_extension("rotations"));
+}
+
+/// Peak RSS of replay on many rotations of old users: spilling them (default and low thresholds) against holding
+/// them all.
+fn rotations(keyguard: &Path, dir: &Path) {
+    const USERS: usize = 1_000;
+    const DAYS: i64 = 80;
+    if !dir.join("AWSLogs").exists() {
+        Scenario::old_rotations(USERS, DAYS).write_s3_layout(dir).unwrap();
+    }
+    println!();
+    println!(
+        "replay memory: {} key rotations by {USERS} users created before the history, 2 users created in it",
+        USERS as i64 * DAYS
+    );
+    println!();
+    println!("| pending calls held | seconds | calls spilled | peak RSS |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (label, spill_after) in [("all (no spill)", "0"), ("10,000 (default)", "10000"), ("1,000", "1000")] {
+        let t = Instant::now();
+        let out = Command::new(keyguard)
+            .args(["replay", "--format", "json", "--spill-after", spill_after])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("running keyguard");
+        let seconds = t.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "the two users created in the history");
+        let summary = stderr.lines().find(|l| l.starts_with("replay: ")).unwrap_or_default();
+        let spilled = summary.split(", ").find_map(|p| p.strip_suffix(" spilled")).unwrap_or("0");
+        let rss = summary.split("peak RSS ").nth(1).unwrap_or("-");
+        println!("| {label} | {seconds:.2} | {spilled} | {rss} |");
+    }
 }
 
 /// The 1-minute load average: other work on the machine skews every figure.

@@ -285,3 +285,61 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
         if path.is_dir() { collect(&path, files) } else { files.push(path) }
     }
 }
+
+#[test]
+fn organization_trails_keep_accounts_apart() {
+    let s = Scenario::org_namesakes();
+    let dir = TempDir::new("replay-org");
+    let files = s.write_org_layout(dir.path(), "o-a1b2c3d4e5").unwrap();
+    assert!(files.iter().all(|f| f.to_string_lossy().contains("/AWSLogs/o-a1b2c3d4e5/")));
+    let out = keyguard(&[dir.arg()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(rows(&out), s.expected, "sam.lee of A and sam.lee of B are two users");
+    assert_eq!(summary_count(&out, "users"), 3);
+    assert_eq!(summary_count(&out, "errors"), 0, "the digest files beside the logs are not read");
+    assert!(stderr(&out).contains("digest files skipped"), "{}", stderr(&out));
+
+    // --account leaves the other account's folders unread.
+    let out = keyguard(&["--account", ACCOUNT_B, dir.arg()], &[]);
+    let want: Vec<Expected> = s.expected.iter().filter(|e| e.account == ACCOUNT_B).cloned().collect();
+    assert_eq!(rows(&out), want);
+    assert!(stderr(&out).contains("skipped by path"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_holds_users_created_in_the_history_not_every_rotation() {
+    use keyguard_replay::{LocalPaths, Options, Source};
+    let s = Scenario::old_rotations(150, 20);
+    let dir = layout(&s, "replay-rotations");
+    let old_keys = 150 * 20;
+    let policy =
+        keyguard_core::Policy { window: chrono::TimeDelta::minutes(10), exemptions: keyguard_core::Exemptions::none() };
+    let run = |spill_after: usize| {
+        let policy = policy.clone();
+        let dir = dir.path().to_path_buf();
+        async move {
+            let sources: Vec<Box<dyn Source>> = vec![Box::new(LocalPaths::new([dir]).unwrap())];
+            let options = Options { spill_after, jobs: Some(2), ..Options::new(policy) };
+            keyguard_replay::replay(&sources, &options).await.unwrap()
+        }
+    };
+    let answer = |rows: &[keyguard_core::AuditRow]| -> Vec<(String, String)> {
+        rows.iter().map(|r| (r.user.clone(), r.verdict.as_str().to_string())).collect()
+    };
+    let want = vec![("late.one".to_string(), "violation".to_string()), ("late.two".into(), "violation".into())];
+
+    // Holding every pending call: every rotation of every old user is in memory at the end.
+    let held = run(usize::MAX).await;
+    assert_eq!(answer(&held.rows), want);
+    assert!(held.stats.peak_pending >= old_keys, "{:?}", held.stats);
+    assert_eq!(held.stats.spilled, 0);
+
+    // Spilling after 100: what a worker holds stays near 100 plus one file's calls, and the late users'
+    // keys, spilled before their CreateUser arrived, come back.
+    let bounded = run(100).await;
+    assert_eq!(answer(&bounded.rows), want);
+    assert_eq!(bounded.rows, held.rows);
+    assert!(bounded.stats.spilled >= old_keys - 100 * 2, "{:?}", bounded.stats);
+    assert!(bounded.stats.peak_pending < 100 + 400, "{:?}", bounded.stats);
+    assert_eq!(bounded.users, 2);
+}

@@ -676,6 +676,100 @@ impl Scenario {
         s
     }
 
+    /// An organization's history: the same user name in two member accounts, set up differently. In account A
+    /// an administrator gives `sam.lee` a password and a setup key (violation); in account B `sam.lee` is a
+    /// service account without a password (compliant), and B also has `ines.costa` (violation). Mixed up, sam's
+    /// two lives would borrow each other's password or keys.
+    pub fn org_namesakes() -> Scenario {
+        let mut s = Scenario::new(11);
+        let (a, b) = (ACCOUNT_A, ACCOUNT_B);
+        let admin = Who::admin();
+        s.create_user(a, &admin, "sam.lee", day(0, 9, 0, 0), "/", &[]);
+        s.create_password(a, &admin, "sam.lee", day(0, 9, 0, 20));
+        let k = s.key_id();
+        s.create_key(a, &admin, "sam.lee", &k, day(0, 9, 1, 0));
+        s.expect(a, "sam.lee", &k, "violation", &admin);
+        let ci = Who::Role { role: "ci-provisioner".into(), session: "pipeline-77".into() };
+        s.create_user(b, &ci, "sam.lee", day(0, 9, 0, 5), "/", &[]);
+        let k = s.key_id();
+        s.create_key(b, &ci, "sam.lee", &k, day(0, 9, 0, 30));
+        s.expect(b, "sam.lee", &k, "compliant", &ci);
+        s.create_user(b, &admin, "ines.costa", day(1, 10, 0, 0), "/", &[]);
+        s.create_password(b, &admin, "ines.costa", day(1, 10, 0, 10));
+        let k = s.key_id();
+        s.create_key(b, &admin, "ines.costa", &k, day(1, 10, 2, 0));
+        s.expect(b, "ines.costa", &k, "violation", &admin);
+        s.surround_with_noise(10);
+        s.expected.sort();
+        s
+    }
+
+    /// A long history of users created before it: `old_users` users each rotating their own key every day for
+    /// `days` days (create the new key, delete the old one), which replay must not report; and two users created
+    /// in it whose `CreateUser` records are delivered last (a day late), after their keys' files: their keys
+    /// must still be reported.
+    pub fn old_rotations(old_users: usize, days: i64) -> Scenario {
+        let mut s = Scenario::new(13);
+        let a = ACCOUNT_A;
+        for d in 0..days {
+            for i in 0..old_users {
+                let name = format!("old-{i}");
+                let me = Who::User(name.clone());
+                let at = day(d, 8, 0, 0) + Duration::seconds((i % 240) as i64);
+                let k = s.key_id();
+                s.create_key(a, &me, &name, &k, at);
+                let r = s.record(
+                    a,
+                    "us-east-1",
+                    &me,
+                    at + Duration::seconds(30),
+                    "iam.amazonaws.com",
+                    "DeleteAccessKey",
+                    json!({"userName": name, "accessKeyId": format!("AKIAPREVIOUS{i:08}")}),
+                    Value::Null,
+                    None,
+                );
+                s.push(a, r);
+            }
+        }
+        let admin = Who::admin();
+        for (name, d) in [("late.one", 1), ("late.two", days - 1)] {
+            let i = s.create_user(a, &admin, name, day(d, 9, 0, 0), "/", &[]);
+            s.records[i].delivered = day(days, 12, 0, 0);
+            s.create_password(a, &admin, name, day(d, 9, 0, 10));
+            let k = s.key_id();
+            s.create_key(a, &admin, name, &k, day(d, 9, 1, 0));
+            s.expect(a, name, &k, "violation", &admin);
+        }
+        s.expected.sort();
+        s
+    }
+
+    /// The files of an organization trail under `root`: `AWSLogs/<org_id>/<account>/CloudTrail/<region>/...`,
+    /// and beside each day's logs a digest file, named as CloudTrail names them, in the same folder.
+    pub fn write_org_layout(&self, root: &Path, org_id: &str) -> std::io::Result<Vec<PathBuf>> {
+        let flat = root.join(".flat");
+        let files = self.write_s3_layout(&flat)?;
+        let mut written = Vec::new();
+        for file in files {
+            let rel = file.strip_prefix(flat.join("AWSLogs")).map_err(std::io::Error::other)?;
+            let to = root.join("AWSLogs").join(org_id).join(rel);
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir)?;
+                let account = rel.iter().next().and_then(|a| a.to_str()).unwrap_or("");
+                let digest = dir.join(format!("{account}_CloudTrail-Digest_us-east-1_org-trail_us-east-1_x.json.gz"));
+                write_gz(
+                    &digest,
+                    &json!({"awsAccountId": account, "logFiles": [], "digestSignatureAlgorithm": "SHA256withRSA"}),
+                )?;
+            }
+            std::fs::rename(&file, &to)?;
+            written.push(to);
+        }
+        std::fs::remove_dir_all(&flat)?;
+        Ok(written)
+    }
+
     /// The files of the S3 delivery layout under `root`: one gzip'd `{"Records": [...]}` per (account, region,
     /// delivery), records shuffled. Returns the files written.
     pub fn write_s3_layout(&self, root: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod archive;
+pub mod athena;
 pub mod doctor;
 pub mod faults;
 pub mod lambda;

@@ -41,8 +41,9 @@ enum Command {
     /// Audit the account's current IAM state under the same rule: every key of every user, with its verdict.
     /// Exit code 0 when compliant, 1 when violations or suspects were found, 2 on error.
     Audit(AuditArgs),
-    /// Replay CloudTrail history (S3-layout `.json.gz` files, `.json`, JSON lines of EventBridge events, or
-    /// `s3://bucket/prefix`): every setup key ever created, with its creator. Exit codes as for audit.
+    /// Replay CloudTrail history (S3-layout `.json.gz` files, `.json`, JSON lines of EventBridge events,
+    /// `s3://bucket/prefix`, or an Athena table): every key of every user created in it, with its creator.
+    /// Exit codes as for audit.
     Replay(replay::ReplayArgs),
     /// Print, as a JSON array, every AWS action the guard's code calls (the deployed role must grant exactly these).
     Permissions {
@@ -245,9 +246,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             let flagged = output::write_rows(&replayed.rows, args.format, &report, &mut std::io::stdout().lock())?;
             anyhow::ensure!(
-                replayed.errors == 0,
+                replayed.errors() == 0,
                 "{} input(s) could not be read (see the warnings above); the findings printed omit them",
-                replayed.errors
+                replayed.errors()
             );
             Ok(!flagged)
         }

@@ -8,7 +8,7 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::time::parse_time;
@@ -41,8 +41,8 @@ fn event_label(id: &Option<String>) -> String {
     }
 }
 
-/// Who made a call (`userIdentity`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// Who made a call (`userIdentity`). Deserialize: replay spills calls to disk and reads them back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// `userIdentity.type`: `IAMUser`, `AssumedRole`, `Root`, `FederatedUser`, `AWSService`, `IdentityCenterUser`, ...
     pub kind: String,

@@ -139,3 +139,47 @@ fn a_password_added_after_the_key_makes_it_a_violation() {
     }
     assert_eq!(t.rows(&policy())[0].verdict, Verdict::Violation);
 }
+
+#[test]
+fn calls_before_their_users_creation_wait_as_pending_and_come_back() {
+    // The keys arrive first (another file, another worker): pending until the CreateUser comes.
+    let mut t = Timeline::new();
+    let calls = maria_setup();
+    for c in calls.iter().rev() {
+        t.add(c);
+    }
+    assert_eq!(t.pending_len(), 0, "the CreateUser took its pending calls along");
+    let whole = t.rows(&policy());
+
+    // Taken out (spilled) before the CreateUser arrives, then restored after the merge: the same rows.
+    let mut early = Timeline::new();
+    for c in &calls[1..] {
+        early.add(c);
+    }
+    early.add(&record("9", "CreateAccessKey", "2025-03-02T10:00:30Z", "admin", "old", Some("AKIAOLD")));
+    assert_eq!(early.pending_len(), 4);
+    let taken = early.take_pending();
+    assert_eq!((taken.len(), early.pending_len()), (4, 0));
+    let mut late = Timeline::new();
+    late.add(&calls[0]);
+    late.merge(early);
+    let restored = taken.into_iter().filter(|p| late.restore(p.clone())).count();
+    assert_eq!(restored, 3, "old's key is dropped: old was created before the history");
+    assert_eq!(late.rows(&policy()), whole);
+}
+
+#[test]
+fn merging_joins_pending_calls_to_users_known_on_either_side() {
+    let calls = maria_setup();
+    let (mut keys, mut user) = (Timeline::new(), Timeline::new());
+    for c in &calls[1..] {
+        keys.add(c);
+    }
+    user.add(&calls[0]);
+    let mut a = keys.clone();
+    a.merge(user.clone());
+    assert_eq!(a.pending_len(), 0);
+    user.merge(keys);
+    assert_eq!(user.pending_len(), 0);
+    assert_eq!(a.rows(&policy()), user.rows(&policy()));
+}

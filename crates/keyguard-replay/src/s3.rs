@@ -4,13 +4,45 @@
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use anyhow::Context;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::AggregatedBytes;
+use futures::future::BoxFuture;
 use rayon::prelude::*;
 use tokio::task::JoinSet;
 
-use super::{Acc, Buffers, Filter, Layout, layout_of};
+use crate::engine::{Context, Harvest};
+use crate::files::{Buffers, FileOutcome, is_digest, layout_of};
+use crate::parse::Layout;
+use crate::{Filter, ReplayError, Source};
+
+/// Every log file under an S3 prefix (`s3:ListBucket`, `s3:GetObject`; `s3:GetBucketLocation` to find a bucket in
+/// another region). `AWS_ENDPOINT_URL` works as for every SDK client.
+#[derive(Debug, Clone)]
+pub struct S3Prefix {
+    sdk: aws_config::SdkConfig,
+    url: String,
+    bucket: String,
+    prefix: String,
+    downloads: usize,
+}
+
+impl S3Prefix {
+    /// `url` is `s3://bucket/prefix`; `downloads` objects are downloaded at once.
+    pub fn new(sdk: &aws_config::SdkConfig, url: &str, downloads: usize) -> Result<S3Prefix, ReplayError> {
+        let (bucket, prefix) = split_url(url).map_err(ReplayError::Usage)?;
+        Ok(S3Prefix { sdk: sdk.clone(), url: url.to_string(), bucket, prefix, downloads: downloads.max(1) })
+    }
+}
+
+impl Source for S3Prefix {
+    fn name(&self) -> String {
+        self.url.clone()
+    }
+
+    fn read<'a>(&'a self, context: &'a Context) -> BoxFuture<'a, Result<Harvest, ReplayError>> {
+        Box::pin(replay(self, context))
+    }
+}
 
 /// One object, downloaded or not.
 struct Object {
@@ -20,11 +52,11 @@ struct Object {
 }
 
 /// Splits `s3://bucket/prefix` into the bucket and the prefix.
-fn split_url(url: &str) -> anyhow::Result<(String, String)> {
-    let rest = url.strip_prefix("s3://").context("an S3 URL starts with s3://")?;
+fn split_url(url: &str) -> Result<(String, String), String> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url}: an S3 URL starts with s3://"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        anyhow::bail!("{url}: no bucket name");
+        return Err(format!("{url}: no bucket name"));
     }
     Ok((bucket.to_string(), prefix.to_string()))
 }
@@ -49,65 +81,56 @@ async fn client_for(sdk: &aws_config::SdkConfig, bucket: &str) -> Client {
 }
 
 /// Replays one `s3://` source.
-pub async fn replay(
-    sdk: &aws_config::SdkConfig,
-    url: &str,
-    filter: &Filter,
-    pool: &rayon::ThreadPool,
-    downloads: usize,
-) -> anyhow::Result<Acc> {
-    let (bucket, prefix) = split_url(url)?;
-    let client = client_for(sdk, &bucket).await;
-    let (tx, rx) = sync_channel::<Object>(downloads);
+async fn replay(source: &S3Prefix, context: &Context) -> Result<Harvest, ReplayError> {
+    let client = client_for(&source.sdk, &source.bucket).await;
+    let (tx, rx) = sync_channel::<Object>(source.downloads);
     // The parse side runs on the rayon pool while this task downloads; both end when the channel closes.
-    let parsed = std::thread::scope(|scope| {
-        let parser = scope.spawn(|| parse_all(rx, filter, pool));
+    let (listed, harvest) = std::thread::scope(|scope| {
+        let parser = scope.spawn(|| parse_all(rx, context));
         let listed = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(download_all(&client, &bucket, &prefix, filter, downloads, tx))
+            tokio::runtime::Handle::current().block_on(download_all(&client, source, &context.filter, tx))
         });
-        let acc = parser.join();
-        (listed, acc)
+        (listed, parser.join())
     });
-    let (listed, acc) = parsed;
-    let mut acc = acc.map_err(|_| anyhow::anyhow!("a parse worker failed"))?;
-    acc.stats.skipped += listed.skipped;
+    let mut harvest = harvest.map_err(|_| ReplayError::Worker)?;
+    harvest.stats.skipped += listed.skipped;
+    harvest.stats.digests += listed.digests;
     if let Some(problem) = listed.error {
-        tracing::warn!(path = url, problem = problem.as_str(), "listing failed: the objects after it were not read");
-        acc.stats.errors += 1;
+        tracing::warn!(
+            path = source.url.as_str(),
+            problem = problem.as_str(),
+            "listing failed: the objects after it were not read"
+        );
+        harvest.stats.errors += 1;
     }
-    Ok(acc)
+    Ok(harvest)
 }
 
-fn parse_all(rx: Receiver<Object>, filter: &Filter, pool: &rayon::ThreadPool) -> Acc {
-    pool.install(|| {
+fn parse_all(rx: Receiver<Object>, context: &Context) -> Harvest {
+    context.pool.install(|| {
         rx.into_iter()
             .par_bridge()
             .map_init(Buffers::default, |b, o| {
                 let outcome = match o.body {
                     Ok(body) => b.parse(&body.into_bytes(), &o.url, o.layout),
-                    Err(problem) => super::FileOutcome { compressed: 0, bytes: 0, parsed: Err(problem.clone()) },
+                    Err(problem) => FileOutcome::failed(problem),
                 };
                 (o.url, outcome)
             })
-            .fold(Acc::default, |acc, (url, outcome)| acc.file(&url, outcome, filter))
-            .reduce(Acc::default, Acc::merge)
+            .fold(Harvest::default, |h, (url, outcome)| h.file(&url, outcome, context))
+            .reduce(Harvest::default, |a, b| a.merge(b, context))
     })
 }
 
 #[derive(Default)]
 struct Listed {
     skipped: u64,
+    digests: u64,
     error: Option<String>,
 }
 
-async fn download_all(
-    client: &Client,
-    bucket: &str,
-    prefix: &str,
-    filter: &Filter,
-    downloads: usize,
-    tx: SyncSender<Object>,
-) -> Listed {
+async fn download_all(client: &Client, source: &S3Prefix, filter: &Filter, tx: SyncSender<Object>) -> Listed {
+    let (bucket, prefix, downloads) = (source.bucket.as_str(), source.prefix.as_str(), source.downloads);
     let mut listed = Listed::default();
     let mut running: JoinSet<Object> = JoinSet::new();
     let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
@@ -121,6 +144,10 @@ async fn download_all(
         };
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
+            if is_digest(key) {
+                listed.digests += 1;
+                continue;
+            }
             let Some(layout) = layout_of(key) else { continue };
             if !filter.may_hold(key) {
                 listed.skipped += 1;
