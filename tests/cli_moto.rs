@@ -128,6 +128,28 @@ fn bad_configuration_stops_start_up_naming_the_variable() {
         assert_eq!(out.status.code(), Some(2), "{var}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(var));
     }
+    // A bad mode is an error in every command and mode, a dry run included (it used to be ignored without --apply).
+    let out = keyguard(&["handle", "/dev/null"], &[("KEYGUARD_MODE".to_string(), "loud".to_string())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYGUARD_MODE"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_create_makes_a_table_with_its_ttl() {
+    let moto = Moto::shared();
+    let table = unique("cli-ledger");
+    let out = keyguard(&["ledger", "create", "--table", &table], &aws_env(&moto.endpoint));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dynamo = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
+    let described = dynamo.describe_table().table_name(&table).send().await.unwrap();
+    let key: Vec<&str> = described.table().unwrap().key_schema().iter().map(|k| k.attribute_name()).collect();
+    assert_eq!(key, ["pk"]);
+    let ttl = dynamo.describe_time_to_live().table_name(&table).send().await.unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    // Again: an existing table is fine.
+    let out = keyguard(&["ledger", "create", "--table", &table], &aws_env(&moto.endpoint));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
