@@ -48,6 +48,8 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     },
 }
 
+EXEMPT_TAG_SCP = kg_template.REPO_ROOT / "infra" / "exempt-tag-guardrail.json"
+
 # In a KMS key policy, Resource "*" means the key itself: the only form KMS accepts. parliament reads key policies as
 # identity policies and flags it.
 KEY_POLICY_RESOURCE_STAR = "RESOURCE_STAR"
@@ -89,6 +91,8 @@ def shipped_policies() -> list[tuple[str, str, dict[str, Any]]]:
         *policy_documents(member, "infra/org/member.yaml"),
         *policy_documents(self_service, "infra/self-service-keys.yaml"),
         ("infra/self-service-keys.json", "identity", json.loads(kg_template.SELF_SERVICE_JSON.read_text())),
+        # The SCP the README ships so that only the security team may set or remove the exemption tag.
+        ("infra/exempt-tag-guardrail.json", "identity", json.loads(EXEMPT_TAG_SCP.read_text())),
     ]
     # every template of the project is covered
     covered = {label.split(":")[0] for label, _, _ in policies}
@@ -137,6 +141,7 @@ def test_every_kind_of_policy_is_linted():
         "infra/org/member.yaml:MemberRole.trust",
         "infra/org/member.yaml:ForwardIamEventsRole.keyguard-forward",
         "infra/self-service-keys.json",
+        "infra/exempt-tag-guardrail.json",
     ):
         assert expected in labels, f"{expected} not linted; found {sorted(labels)}"
 
