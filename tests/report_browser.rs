@@ -118,7 +118,7 @@ async fn the_audit_report_renders_in_chromium() {
     // The scope.
     assert!(dom.contains(&format!("<code>{ACCOUNT}</code>")));
     assert!(dom.contains("3s after the user's creation"));
-    assert!(dom.contains("<li>users tagged keyguard:exempt</li>"));
+    assert!(dom.contains("<li>users tagged keyguard:exempt=true</li>"), "the exemptions in force");
     // Every row in the table, with its verdict; every key a mark of the same verdict in the picture.
     assert_eq!(count(&dom, "<tr class=\"row "), rows.len());
     for row in &rows {
