@@ -88,8 +88,12 @@ pub struct Actor<'a, L, P> {
     /// Alert each finding on its own. The sweep does not: a standing finding goes into its daily digest instead of
     /// an alert every day; only what it deactivates is alerted key by key.
     pub per_key_alerts: bool,
-    pub clock: fn() -> DateTime<Utc>,
+    pub clock: Clock,
 }
+
+/// What the service reads the time from: `Utc::now` when deployed, the twin's clock in tests (a closure, so that it
+/// can read a clock the test moves).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Where a finding's key is, and what is already known of it.
 #[derive(Debug, Clone, Copy)]
@@ -179,13 +183,17 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
         };
         let alert = Alert::render(&facts);
         let duplicate = record.is_some_and(|r| r.sent.contains(&sent_kind));
+        // The valve's one alert goes out whichever way this finding leaves (the sweep reports the finding itself in
+        // its digest, not key by key).
         if duplicate && !deactivate {
             self.deliver(&facts, verdict, action, false).await;
+            self.valve_closed(valve_alert, account, &key_id).await?;
             let note = Some("alert already sent for this key (duplicate delivery): not sent again".to_string());
             return Ok(Acted { finding, action: Action::None, note });
         }
         if !deactivate && !self.per_key_alerts {
             self.deliver(&facts, verdict, action, false).await;
+            self.valve_closed(valve_alert, account, &key_id).await?;
             return Ok(Acted { finding, action: Action::None, note });
         }
         if deactivate {
@@ -218,17 +226,24 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
         }
         self.sent(account, &key_id, user, &sent_kind, deactivate).await?;
         self.deliver(&facts, verdict, action, true).await;
-        if valve_alert {
-            let valve = Alert::valve_closed(&ValveFacts {
-                scope: self.valve.scope.clone(),
-                account: account.to_string(),
-                cap: self.valve.cap,
-                withheld: self.valve.withheld(),
-            });
-            self.publish(&valve, account, &key_id).await?;
-            warn!(account, scope = %self.valve.scope, cap = self.valve.cap, "safety valve closed");
-        }
+        self.valve_closed(valve_alert, account, &key_id).await?;
         Ok(Acted { finding, action, note })
+    }
+
+    /// The one alert that says the valve closed and why, when `first` (the first violation it withheld).
+    async fn valve_closed(&self, first: bool, account: &str, key_id: &str) -> Result<(), AwsError> {
+        if !first {
+            return Ok(());
+        }
+        let valve = Alert::valve_closed(&ValveFacts {
+            scope: self.valve.scope.clone(),
+            account: account.to_string(),
+            cap: self.valve.cap,
+            withheld: self.valve.withheld(),
+        });
+        self.publish(&valve, account, key_id).await?;
+        warn!(account, scope = %self.valve.scope, cap = self.valve.cap, "safety valve closed");
+        Ok(())
     }
 
     /// Whether the finding may be deactivated in this mode, and if not, why (for the alert and the log).
