@@ -89,6 +89,9 @@ pub struct Actor<'a, L, P> {
     /// an alert every day; only what it deactivates is alerted key by key.
     pub per_key_alerts: bool,
     pub clock: Clock,
+    /// How long IAM may take to show a write (the guard's consistency horizon): a key KeyGuard deactivated less than
+    /// this ago that reads as active is IAM lagging, not a re-enable.
+    pub iam_lag: chrono::TimeDelta,
 }
 
 /// What the service reads the time from: `Utc::now` when deployed, the twin's clock in tests (a closure, so that it
@@ -141,6 +144,21 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
         }
         if !reportable(verdict) {
             return Ok(Acted { finding, action: Action::None, note: None });
+        }
+        // KeyGuard deactivated this key moments ago and the team was told, yet IAM reads it as active: IAM's reads lag
+        // behind its own write (a duplicate delivery within seconds). Not a re-enable: that comes with an
+        // UpdateAccessKey event of its own, which is watched. Nothing to do or say again.
+        if verdict == Verdict::Violation
+            && let Some(r) = record
+            && r.deactivated.is_some_and(|at| (self.clock)() - at < self.iam_lag)
+            && r.sent.iter().any(|kind| kind.ends_with(":deactivated"))
+        {
+            let note = Some(
+                "KeyGuard deactivated this key moments ago and alerted; IAM does not show it inactive yet (its reads \
+                 lag): nothing done again"
+                    .to_string(),
+            );
+            return Ok(Acted { finding, action: Action::None, note });
         }
         let kind = AlertKind::of(&finding.reason);
         let (mut deactivate, mut note) = self.may_deactivate(&finding, record);

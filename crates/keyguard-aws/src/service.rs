@@ -125,6 +125,7 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
             unknown_creator: false,
             per_key_alerts: true,
             clock: self.clock.clone(),
+            iam_lag: self.consistency.horizon,
         }
     }
 
