@@ -536,6 +536,35 @@ fn every_permutation_of_the_common_setups() {
     assert!(cases > 500, "{cases}");
 }
 
+/// The ledger tells IAM's lag from a re-enable by the event, not by the time: a duplicate of the key's event seconds
+/// after KeyGuard deactivated it, while IAM still shows it active, is nothing to do; the user's own UpdateAccessKey
+/// setting it Active at the same moment is alerted.
+#[tokio::test]
+async fn a_lagging_read_is_not_a_re_enable_but_a_re_enable_seconds_later_is_alerted() {
+    let t = twin();
+    let g = guard(&t, &config_vars(true, "deactivate"));
+    t.create_user(&admin(), USER, None, &[]).unwrap();
+    t.create_login_profile(&admin(), USER).unwrap();
+    let key = t.create_access_key(&admin(), USER).unwrap();
+    t.advance(TimeDelta::seconds(10));
+    g.handle(&key.event).await.unwrap();
+    // IAM's reads now lag 5 s: they show the key, not its deactivation a moment ago.
+    t.set_lag(Lag::For(TimeDelta::seconds(5)));
+    let duplicate = g.handle(&key.event).await.unwrap();
+    let d = &duplicate.decisions[0];
+    assert_eq!(d.action, Action::None, "{d:?}");
+    assert!(d.note.as_deref().unwrap().contains("does not show it inactive yet"), "{d:?}");
+    assert_eq!(t.alerts().len(), 1, "one alert, for the deactivation");
+    t.set_lag(Lag::None);
+    let re_enable = t.update_access_key(&itself(USER), USER, &key.id, true).unwrap();
+    let report = g.handle(&re_enable).await.unwrap();
+    assert_eq!(report.decisions[0].verdict, keyguard_core::Verdict::Violation, "{report:?}");
+    let alerts = t.alerts();
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(alerts[1].json["kind"], "re-enabled");
+    assert!(t.key(USER, &key.id).unwrap().active, "a re-enable is alerted, never undone");
+}
+
 fn permutations(n: usize) -> Vec<Vec<usize>> {
     if n == 0 {
         return vec![vec![]];

@@ -147,8 +147,9 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
         }
         // KeyGuard deactivated this key moments ago and the team was told, yet IAM reads it as active: IAM's reads lag
         // behind its own write (a duplicate delivery within seconds). Not a re-enable: that comes with an
-        // UpdateAccessKey event of its own, which is watched. Nothing to do or say again.
-        if verdict == Verdict::Violation
+        // UpdateAccessKey event of its own (a `ReEnabled` finding, never taken for lag), which is watched. Nothing to
+        // do or say again.
+        if matches!(finding.reason, Reason::SetupKeyByOther { .. } | Reason::SetupKeyBeforePassword { .. })
             && let Some(r) = record
             && r.deactivated.is_some_and(|at| (self.clock)() - at < self.iam_lag)
             && r.sent.iter().any(|kind| kind.ends_with(":deactivated"))
