@@ -181,7 +181,7 @@ async fn set_up(scenario: &Scenario, iam: &Iam, guard: &SdkGuard) -> Case {
             iam.create_user(&admin(), &user, None, &[]).await.unwrap();
             let key = iam.create_key(&admin(), &user).await.unwrap();
             let password = iam.create_password(&admin(), &user).await.unwrap();
-            keyguard_tests::NewKey { id: key.id, event: password }
+            keyguard_tests::NewKey { event: password, ..key }
         }
         "key before password, ledger (Terraform order)" => {
             iam.create_user(&admin(), &user, None, &[]).await.unwrap();
@@ -191,7 +191,7 @@ async fn set_up(scenario: &Scenario, iam: &Iam, guard: &SdkGuard) -> Case {
             assert_eq!(first.decisions[0].verdict, Verdict::Compliant, "{first:?}");
             tokio::time::sleep(Duration::from_millis(1100)).await;
             let password = iam.create_password(&admin(), &user).await.unwrap();
-            keyguard_tests::NewKey { id: key.id, event: password }
+            keyguard_tests::NewKey { event: password, ..key }
         }
         "self-service key" => {
             iam.create_user(&admin(), &user, None, &[]).await.unwrap();

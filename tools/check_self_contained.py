@@ -38,8 +38,10 @@ def problems(path: str) -> list[str]:
         for m in RELATIVE.finditer(line):
             ups, rest = m.group(1), m.group(2)
             # Tests and tools resolve paths from the root or from their own folder: inside from both, or refused.
-            # Cargo resolves a manifest's paths from the manifest's folder only (fuzz/Cargo.toml -> ../crates).
-            from_root = file.name != "Cargo.toml" and escapes(ROOT, ups, rest)
+            # Cargo resolves a manifest's paths, and rustc a `#[path]` attribute, from the file's folder only
+            # (fuzz/Cargo.toml -> ../crates, tests/bad_input.rs -> ../crates/keyguard-core/tests/inputs).
+            folder_only = file.name == "Cargo.toml" or "#[path" in line
+            from_root = not folder_only and escapes(ROOT, ups, rest)
             if from_root or escapes(file.parent, ups, rest):
                 found.append(f"{path}:{number}: {m.group(0)!r} is outside the repository")
         for m in ABSOLUTE.finditer(line):

@@ -4,9 +4,11 @@
 
 pub mod archive;
 pub mod athena;
+pub mod capture;
 pub mod doctor;
 pub mod faults;
 pub mod lambda;
+pub mod twin;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -158,9 +160,11 @@ pub struct Iam {
     pub client: aws_sdk_iam::Client,
 }
 
-/// A created access key: its id and its event.
+/// A created access key: its id, its secret (as IAM returned it; the secrets test looks for it where it must never
+/// be) and its event.
 pub struct NewKey {
     pub id: String,
+    pub secret: String,
     pub event: Value,
 }
 
@@ -235,7 +239,7 @@ impl Iam {
             json!({"accessKey": {"userName": name, "accessKeyId": k.access_key_id(), "status": "Active",
                                  "createDate": iam_date(created)}}),
         );
-        Ok(NewKey { id: k.access_key_id().to_string(), event })
+        Ok(NewKey { id: k.access_key_id().to_string(), secret: k.secret_access_key().to_string(), event })
     }
 
     /// Each key's status, by id.
@@ -287,11 +291,20 @@ pub struct Received {
 
 impl AlertSink {
     pub async fn new(sdk: &SdkConfig) -> Result<AlertSink> {
+        AlertSink::named(sdk, &unique("keyguard-alerts")).await
+    }
+
+    /// The ARN the topic `name` has (or will have, once created) in this account.
+    pub fn topic_arn_of(name: &str) -> String {
+        format!("arn:aws:sns:us-east-1:{ACCOUNT}:{name}")
+    }
+
+    /// A sink on the topic `name` (created if it does not exist yet; a topic's ARN follows from its name).
+    pub async fn named(sdk: &SdkConfig, name: &str) -> Result<AlertSink> {
         let sns = aws_sdk_sns::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let name = unique("keyguard-alerts");
-        let topic_arn = sns.create_topic().name(&name).send().await?.topic_arn().context("topic")?.to_string();
-        let queue_url = sqs.create_queue().queue_name(&name).send().await?.queue_url().context("queue")?.to_string();
+        let topic_arn = sns.create_topic().name(name).send().await?.topic_arn().context("topic")?.to_string();
+        let queue_url = sqs.create_queue().queue_name(name).send().await?.queue_url().context("queue")?.to_string();
         let attrs = sqs
             .get_queue_attributes()
             .queue_url(&queue_url)

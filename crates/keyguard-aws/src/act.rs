@@ -88,8 +88,15 @@ pub struct Actor<'a, L, P> {
     /// Alert each finding on its own. The sweep does not: a standing finding goes into its daily digest instead of
     /// an alert every day; only what it deactivates is alerted key by key.
     pub per_key_alerts: bool,
-    pub clock: fn() -> DateTime<Utc>,
+    pub clock: Clock,
+    /// How long IAM may take to show a write (the guard's consistency horizon): a key KeyGuard deactivated less than
+    /// this ago that reads as active is IAM lagging, not a re-enable.
+    pub iam_lag: chrono::TimeDelta,
 }
+
+/// What the service reads the time from: `Utc::now` when deployed, the twin's clock in tests (a closure, so that it
+/// can read a clock the test moves).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Where a finding's key is, and what is already known of it.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +145,22 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
         if !reportable(verdict) {
             return Ok(Acted { finding, action: Action::None, note: None });
         }
+        // KeyGuard deactivated this key moments ago and the team was told, yet IAM reads it as active: IAM's reads lag
+        // behind its own write (a duplicate delivery within seconds). Not a re-enable: that comes with an
+        // UpdateAccessKey event of its own (a `ReEnabled` finding, never taken for lag), which is watched. Nothing to
+        // do or say again.
+        if matches!(finding.reason, Reason::SetupKeyByOther { .. } | Reason::SetupKeyBeforePassword { .. })
+            && let Some(r) = record
+            && r.deactivated.is_some_and(|at| (self.clock)() - at < self.iam_lag)
+            && r.sent.iter().any(|kind| kind.ends_with(":deactivated"))
+        {
+            let note = Some(
+                "KeyGuard deactivated this key moments ago and alerted; IAM does not show it inactive yet (its reads \
+                 lag): nothing done again"
+                    .to_string(),
+            );
+            return Ok(Acted { finding, action: Action::None, note });
+        }
         let kind = AlertKind::of(&finding.reason);
         let (mut deactivate, mut note) = self.may_deactivate(&finding, record);
         if deactivate && !self.include_used {
@@ -167,7 +190,7 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
         let action = if deactivate { Action::Deactivated } else { Action::Notified };
         if deactivate && self.ledger.is_none() {
             note = Some(
-                "no ledger: this alert goes out first, so that it cannot be lost, and the key is deactivated right                  after; if that fails, the event fails and the function's errors alarm tells"
+                "no ledger: this alert goes out first, so that it cannot be lost, and the key is deactivated right after; if that fails, the event fails and the function's errors alarm tells"
                     .into(),
             );
         }
@@ -185,13 +208,17 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
                 .iter()
                 .any(|s| if kind == AlertKind::ReEnabled { *s == sent_kind } else { s.starts_with(&same_verdict) })
         });
+        // The valve's one alert goes out whichever way this finding leaves (the sweep reports the finding itself in
+        // its digest, not key by key).
         if duplicate && !deactivate {
             self.deliver(&facts, verdict, action, false).await;
+            self.valve_closed(valve_alert, account, &key_id).await?;
             let note = Some("alert already sent for this key (duplicate delivery): not sent again".to_string());
             return Ok(Acted { finding, action: Action::None, note });
         }
         if !deactivate && !self.per_key_alerts {
             self.deliver(&facts, verdict, action, false).await;
+            self.valve_closed(valve_alert, account, &key_id).await?;
             return Ok(Acted { finding, action: Action::None, note });
         }
         if deactivate {
@@ -224,17 +251,24 @@ impl<L: Ledger, P: AlertPublisher> Actor<'_, L, P> {
         }
         self.sent(account, &key_id, user, &sent_kind, deactivate).await?;
         self.deliver(&facts, verdict, action, true).await;
-        if valve_alert {
-            let valve = Alert::valve_closed(&ValveFacts {
-                scope: self.valve.scope.clone(),
-                account: account.to_string(),
-                cap: self.valve.cap,
-                withheld: self.valve.withheld(),
-            });
-            self.publish(&valve, account, &key_id).await?;
-            warn!(account, scope = %self.valve.scope, cap = self.valve.cap, "safety valve closed");
-        }
+        self.valve_closed(valve_alert, account, &key_id).await?;
         Ok(Acted { finding, action, note })
+    }
+
+    /// The one alert that says the valve closed and why, when `first` (the first violation it withheld).
+    async fn valve_closed(&self, first: bool, account: &str, key_id: &str) -> Result<(), AwsError> {
+        if !first {
+            return Ok(());
+        }
+        let valve = Alert::valve_closed(&ValveFacts {
+            scope: self.valve.scope.clone(),
+            account: account.to_string(),
+            cap: self.valve.cap,
+            withheld: self.valve.withheld(),
+        });
+        self.publish(&valve, account, key_id).await?;
+        warn!(account, scope = %self.valve.scope, cap = self.valve.cap, "safety valve closed");
+        Ok(())
     }
 
     /// Whether the finding may be deactivated in this mode, and if not, why (for the alert and the log).

@@ -22,6 +22,8 @@ pub mod service;
 pub mod sns;
 pub mod sqs;
 pub mod sweep;
+#[cfg(feature = "twin")]
+pub mod twin;
 
 pub use accounts::{Accounts, SdkAccounts};
 pub use cloudtrail::SdkCloudTrail;

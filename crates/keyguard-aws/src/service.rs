@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use keyguard_core::{Config, ConfigError, Mode, Policy};
 
 use crate::accounts::Accounts;
-use crate::act::{Actor, Valve};
+use crate::act::{Actor, Clock, Valve};
 use std::collections::HashMap;
 
 use keyguard_core::UserState;
@@ -49,7 +49,7 @@ pub struct Guard<A, L, P, Q> {
     pub(crate) max_deactivations: usize,
     pub(crate) reconcile_apply: bool,
     pub(crate) consistency: Consistency,
-    pub(crate) clock: fn() -> DateTime<Utc>,
+    pub(crate) clock: Clock,
 }
 
 impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q> {
@@ -78,7 +78,7 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
             max_deactivations: config.max_deactivations,
             reconcile_apply: config.reconcile_apply,
             consistency: Consistency::default(),
-            clock: Utc::now,
+            clock: Arc::new(Utc::now),
         })
     }
 
@@ -94,8 +94,8 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
     }
 
     /// Replaces the clock (read to tell a lagging IAM from a deleted object, and to date ledger entries).
-    pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
-        self.clock = clock;
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -124,7 +124,8 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
             include_used: false,
             unknown_creator: false,
             per_key_alerts: true,
-            clock: self.clock,
+            clock: self.clock.clone(),
+            iam_lag: self.consistency.horizon,
         }
     }
 
