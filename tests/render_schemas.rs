@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use chrono::{TimeZone, Utc};
-use keyguard_core::{Action, AlertFacts, Principal, Verdict, chat};
+use keyguard_core::{Action, AlertFacts, AuditFailure, Principal, Verdict, chat, ocsf};
 use keyguard_tests::{Caller, Iam, Moto, aws_env, repo, run_keyguard};
 use serde_json::Value;
 
@@ -96,6 +96,22 @@ async fn audit_ocsf_lines_are_valid_ocsf_compliance_findings() {
     }
     let (ok, report) = validate(&OCSF, &lines);
     assert!(ok, "{report}");
+}
+
+#[test]
+fn an_account_or_user_not_audited_is_a_valid_ocsf_compliance_finding() {
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).single().unwrap();
+    let account = AuditFailure {
+        account: "444455556666".into(),
+        user: None,
+        error: "sts:AssumeRole failed (AccessDenied): account 444455556666: cannot assume the member role".into(),
+    };
+    let user = AuditFailure { user: Some("maria.silva".into()), ..account.clone() };
+    let lines = [ocsf::not_assessed(&account, now), ocsf::not_assessed(&user, now)];
+    let (ok, report) = validate(&OCSF, &lines);
+    assert!(ok, "{report}");
+    let (ok, report) = validate(&OCSF, &[broken(lines[0].clone(), "bogus", &["compliance", "status_id"])]);
+    assert!(!ok && report.contains("bogus"), "{report}");
 }
 
 fn facts(verdict: Verdict, action: Action) -> AlertFacts {

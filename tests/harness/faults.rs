@@ -5,6 +5,10 @@
 //! service from the SigV4 credential scope of the `Authorization` header (`.../us-east-1/iam/aws4_request`) and the
 //! operation from the query protocol's `Action` parameter, so one proxy serves every client of an `SdkConfig` (and
 //! a binary can be pointed at it for one service only with `AWS_ENDPOINT_URL_IAM` or `AWS_ENDPOINT_URL_SNS`).
+//! JSON-protocol services (Organizations, SQS) name the operation in the `X-Amz-Target` header instead. A rule may
+//! also match one form parameter (e.g. STS `AssumeRole` of one account's `RoleArn`). Each request is recorded with
+//! the access key that signed it, and the credentials STS `AssumeRole` handed out are remembered, so a test can tell
+//! which account's credentials each call used.
 //! The schedule counts requests per rule, so a profile is deterministic. The proxy stops when dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -25,6 +29,7 @@ use keyguard_aws::SdkSettings;
 
 pub const IAM: &str = "iam";
 pub const SNS: &str = "sns";
+pub const STS: &str = "sts";
 
 /// What the proxy does instead of answering normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +43,8 @@ pub enum Fault {
     Slow(Duration),
     /// The connection is closed without a response; the request never reaches moto.
     Drop,
+    /// HTTP 403 `AccessDenied`: the caller is not allowed (e.g. a role whose trust policy does not admit it).
+    Denied,
 }
 
 impl Fault {
@@ -47,6 +54,7 @@ impl Fault {
             Fault::ServerError => "500".into(),
             Fault::Slow(d) => format!("slow {}ms", d.as_millis()),
             Fault::Drop => "dropped".into(),
+            Fault::Denied => "denied".into(),
         }
     }
 }
@@ -75,6 +83,8 @@ impl When {
 struct Rule {
     service: &'static str,
     action: Option<&'static str>,
+    /// A form parameter and the value it must have.
+    param: Option<(&'static str, String)>,
     when: When,
     fault: Fault,
 }
@@ -94,13 +104,28 @@ impl Schedule {
 
     /// A fault for requests to `service` (`"iam"`, `"sns"`...).
     pub fn on(mut self, service: &'static str, when: When, fault: Fault) -> Schedule {
-        self.rules.push(Rule { service, action: None, when, fault });
+        self.rules.push(Rule { service, action: None, param: None, when, fault });
         self
     }
 
     /// A fault for one operation of `service` (the query protocol's `Action`, e.g. `UpdateAccessKey`).
     pub fn on_action(mut self, service: &'static str, action: &'static str, when: When, fault: Fault) -> Schedule {
-        self.rules.push(Rule { service, action: Some(action), when, fault });
+        self.rules.push(Rule { service, action: Some(action), param: None, when, fault });
+        self
+    }
+
+    /// A fault for one operation of `service` whose form parameter `param` is `value` (e.g. STS `AssumeRole` with
+    /// the `RoleArn` of one account).
+    pub fn on_param(
+        mut self,
+        service: &'static str,
+        action: &'static str,
+        param: &'static str,
+        value: impl Into<String>,
+        when: When,
+        fault: Fault,
+    ) -> Schedule {
+        self.rules.push(Rule { service, action: Some(action), param: Some((param, value.into())), when, fault });
         self
     }
 }
@@ -112,6 +137,8 @@ pub struct Seen {
     pub action: String,
     /// The request's form body (query protocol parameters).
     pub params: String,
+    /// The access key id that signed the request (from its SigV4 credential scope).
+    pub access_key: String,
     pub fault: Option<Fault>,
 }
 
@@ -127,14 +154,19 @@ struct State {
     counts: Vec<u32>,
     installed: Instant,
     seen: Vec<Seen>,
+    /// (RoleArn, AccessKeyId) of every credentials STS AssumeRole handed out through the proxy.
+    issued: Vec<(String, String)>,
 }
 
 impl State {
-    fn decide(&mut self, service: &str, action: &str, params: &str) -> Option<Fault> {
+    fn decide(&mut self, service: &str, action: &str, params: &str, access_key: &str) -> Option<Fault> {
         let elapsed = self.installed.elapsed();
         let mut fault = None;
         for (rule, count) in self.schedule.rules.iter().zip(self.counts.iter_mut()) {
-            if rule.service != service || rule.action.is_some_and(|a| a != action) {
+            if rule.service != service
+                || rule.action.is_some_and(|a| a != action)
+                || rule.param.as_ref().is_some_and(|(name, value)| form_param(params, name).as_ref() != Some(value))
+            {
                 continue;
             }
             *count += 1;
@@ -142,7 +174,13 @@ impl State {
                 fault = Some(rule.fault);
             }
         }
-        self.seen.push(Seen { service: service.into(), action: action.into(), params: params.into(), fault });
+        self.seen.push(Seen {
+            service: service.into(),
+            action: action.into(),
+            params: params.into(),
+            access_key: access_key.into(),
+            fault,
+        });
         fault
     }
 }
@@ -164,6 +202,7 @@ impl FaultProxy {
             counts: vec![],
             installed: Instant::now(),
             seen: vec![],
+            issued: vec![],
         }));
         let upstream: Arc<str> = upstream.trim_end_matches('/').into();
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -206,6 +245,11 @@ impl FaultProxy {
     pub fn take_seen(&self) -> Vec<Seen> {
         std::mem::take(&mut self.state.lock().unwrap().seen)
     }
+
+    /// (RoleArn, AccessKeyId) of the credentials STS `AssumeRole` handed out through the proxy so far.
+    pub fn issued(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().issued.clone()
+    }
 }
 
 impl Drop for FaultProxy {
@@ -234,19 +278,22 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = request.into_parts();
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else { return Err(Dropped) };
-    let service = parts
-        .headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(service_of)
-        .unwrap_or_default();
+    let authorization = parts.headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let service = service_of(authorization).unwrap_or_default();
+    let access_key = access_key_of(authorization).unwrap_or_default();
     let params = String::from_utf8_lossy(&body).into_owned();
-    let action = form_param(&params, "Action").unwrap_or_default();
-    let fault = state.lock().unwrap().decide(&service, &action, &params);
+    // The query protocol names the operation in the body; the JSON protocols in `X-Amz-Target: Prefix.Operation`.
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let action = form_param(&params, "Action")
+        .or_else(|| target.and_then(|t| t.rsplit('.').next()).map(str::to_string))
+        .unwrap_or_default();
+    let fault = state.lock().unwrap().decide(&service, &action, &params, &access_key);
+    let role_arn = (action == "AssumeRole").then(|| form_param(&params, "RoleArn")).flatten();
     let forward = |parts: hyper::http::request::Parts| {
         let uri = format!("{upstream}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
         let client = client.clone();
         let body = body.clone();
+        let (state, role_arn) = (state.clone(), role_arn.clone());
         async move {
             let mut request = Request::from_parts(parts, Full::new(body));
             *request.uri_mut() = uri.parse().expect("upstream URI");
@@ -254,6 +301,11 @@ async fn handle(
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    if let Some(role_arn) = role_arn
+                        && let Some(key) = xml_value(&String::from_utf8_lossy(&body), "AccessKeyId")
+                    {
+                        state.lock().unwrap().issued.push((role_arn, key));
+                    }
                     Response::from_parts(parts, Full::new(body))
                 }
                 Err(e) => plain(StatusCode::BAD_GATEWAY, format!("fault proxy: upstream failed: {e}")),
@@ -262,6 +314,13 @@ async fn handle(
     };
     match fault {
         None => Ok(forward(parts).await),
+        Some(Fault::Denied) => Ok(query_error(
+            &service,
+            StatusCode::FORBIDDEN,
+            "Sender",
+            "AccessDenied",
+            "User is not authorized to perform this operation (fault proxy)",
+        )),
         Some(Fault::Drop) => Err(Dropped),
         Some(Fault::Throttle) => {
             Ok(query_error(&service, StatusCode::BAD_REQUEST, "Sender", "Throttling", "Rate exceeded"))
@@ -292,6 +351,19 @@ fn service_of(authorization: &str) -> Option<String> {
     (parts.len() == 5 && parts[4] == "aws4_request").then(|| parts[3].to_string())
 }
 
+/// The access key id of a SigV4 `Authorization` header.
+fn access_key_of(authorization: &str) -> Option<String> {
+    let scope = authorization.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    scope.split('/').next().map(str::to_string)
+}
+
+/// The text of the first `<name>` element of an XML body.
+fn xml_value(body: &str, name: &str) -> Option<String> {
+    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].to_string())
+}
+
 /// One parameter of a form-encoded body (query protocol values here are plain; `%XX` is decoded for ids).
 fn form_param(body: &str, name: &str) -> Option<String> {
     body.split('&').find_map(|pair| {
@@ -300,7 +372,7 @@ fn form_param(body: &str, name: &str) -> Option<String> {
     })
 }
 
-/// The AWS query protocol's error response, as IAM and SNS send it.
+/// The AWS query protocol's error response, as IAM, SNS and STS send it.
 fn query_error(service: &str, status: StatusCode, kind: &str, code: &str, message: &str) -> Response<Full<Bytes>> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
@@ -308,6 +380,7 @@ fn query_error(service: &str, status: StatusCode, kind: &str, code: &str, messag
     let namespace = match service {
         IAM => r#" xmlns="https://iam.amazonaws.com/doc/2010-05-08/""#,
         SNS => r#" xmlns="http://sns.amazonaws.com/doc/2010-03-31/""#,
+        STS => r#" xmlns="https://sts.amazonaws.com/doc/2011-06-15/""#,
         _ => "",
     };
     let body = format!(
@@ -378,15 +451,47 @@ mod tests {
         let schedule = Schedule::none()
             .on_action(IAM, "UpdateAccessKey", When::Requests(1..=1), Fault::ServerError)
             .on(IAM, When::Requests(2..=3), Fault::Throttle);
-        let mut state =
-            State { counts: vec![0; schedule.rules.len()], schedule, installed: Instant::now(), seen: vec![] };
+        let mut state = State {
+            counts: vec![0; schedule.rules.len()],
+            schedule,
+            installed: Instant::now(),
+            seen: vec![],
+            issued: vec![],
+        };
         let got: Vec<Option<Fault>> = ["GetUser", "UpdateAccessKey", "UpdateAccessKey", "GetUser", "GetUser"]
             .iter()
-            .map(|a| state.decide(IAM, a, ""))
+            .map(|a| state.decide(IAM, a, "", "AKID"))
             .collect();
         assert_eq!(got, [None, Some(Fault::ServerError), Some(Fault::Throttle), None, None]);
-        assert_eq!(state.decide(SNS, "Publish", ""), None, "another service is not counted");
+        assert_eq!(state.decide(SNS, "Publish", "", "AKID"), None, "another service is not counted");
         assert_eq!(state.seen.len(), 6);
+    }
+
+    #[test]
+    fn a_rule_may_match_one_parameter() {
+        let arn = "arn:aws:iam::210987654321:role/KeyGuardMember";
+        let schedule = Schedule::none().on_param(STS, "AssumeRole", "RoleArn", arn, When::Always, Fault::Denied);
+        let mut state = State {
+            counts: vec![0; schedule.rules.len()],
+            schedule,
+            installed: Instant::now(),
+            seen: vec![],
+            issued: vec![],
+        };
+        let other = "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A310987654321%3Arole%2FKeyGuardMember";
+        let this = "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A210987654321%3Arole%2FKeyGuardMember";
+        assert_eq!(state.decide(STS, "AssumeRole", other, "AKID"), None);
+        assert_eq!(state.decide(STS, "AssumeRole", this, "AKID"), Some(Fault::Denied));
+        assert_eq!(state.seen[1].access_key, "AKID");
+    }
+
+    #[test]
+    fn the_signing_key_and_xml_values_are_read() {
+        let header = "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20250311/us-east-1/iam/aws4_request, Signature=abc";
+        assert_eq!(access_key_of(header).as_deref(), Some("ASIAEXAMPLE"));
+        let body = "<AssumeRoleResult><Credentials><AccessKeyId>ASIA1</AccessKeyId></Credentials></AssumeRoleResult>";
+        assert_eq!(xml_value(body, "AccessKeyId").as_deref(), Some("ASIA1"));
+        assert_eq!(xml_value(body, "SecretAccessKey"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod capture;
 pub mod doctor;
 pub mod faults;
 pub mod lambda;
+pub mod org;
 pub mod twin;
 
 use std::io::{BufRead, BufReader};
@@ -109,24 +110,31 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The caller's ARN in the default account.
     pub fn arn(&self) -> String {
+        self.arn_in(ACCOUNT)
+    }
+
+    /// The caller's ARN in `account` (a principal of the account whose IAM it changes).
+    pub fn arn_in(&self, account: &str) -> String {
         match self {
-            Caller::IamUser(n) => format!("arn:aws:iam::{ACCOUNT}:user/{n}"),
-            Caller::Role(r) => format!("arn:aws:sts::{ACCOUNT}:assumed-role/{r}/session-1"),
+            Caller::IamUser(n) => format!("arn:aws:iam::{account}:user/{n}"),
+            Caller::Role(r) => format!("arn:aws:sts::{account}:assumed-role/{r}/session-1"),
         }
     }
 
-    fn identity(&self) -> Value {
+    fn identity(&self, account: &str) -> Value {
+        let arn = self.arn_in(account);
         match self {
             Caller::IamUser(n) => json!({
-                "type": "IAMUser", "principalId": "AIDATESTADMIN", "arn": self.arn(), "accountId": ACCOUNT,
+                "type": "IAMUser", "principalId": "AIDATESTADMIN", "arn": arn, "accountId": account,
                 "accessKeyId": "AKIATESTCALLER000001", "userName": n
             }),
             Caller::Role(r) => json!({
-                "type": "AssumedRole", "principalId": format!("AROATEST:{r}"), "arn": self.arn(), "accountId": ACCOUNT,
+                "type": "AssumedRole", "principalId": format!("AROATEST:{r}"), "arn": arn, "accountId": account,
                 "accessKeyId": "ASIATESTCALLER000001",
                 "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROATEST",
-                    "arn": format!("arn:aws:iam::{ACCOUNT}:role/{r}"), "accountId": ACCOUNT, "userName": r},
+                    "arn": format!("arn:aws:iam::{account}:role/{r}"), "accountId": account, "userName": r},
                     "webIdFederationData": {}, "attributes": {"creationDate": "2025-03-11T13:55:41Z", "mfaAuthenticated": "false"}}
             }),
         }
@@ -138,26 +146,41 @@ fn iam_date(t: DateTime<Utc>) -> String {
     t.format("%b %-d, %Y %-I:%M:%S %p").to_string()
 }
 
-/// An EventBridge event of a successful IAM call.
+/// An EventBridge event of a successful IAM call in the default account.
 pub fn event(name: &str, caller: &Caller, at: DateTime<Utc>, request: Value, response: Value) -> Value {
+    event_in(ACCOUNT, name, caller, at, request, response)
+}
+
+/// An EventBridge event of a successful IAM call in `account`: its `recipientAccountId`, the envelope's `account`
+/// and the caller's account.
+pub fn event_in(
+    account: &str,
+    name: &str,
+    caller: &Caller,
+    at: DateTime<Utc>,
+    request: Value,
+    response: Value,
+) -> Value {
     let id = unique("evt");
     json!({
         "version": "0", "id": format!("env-{id}"), "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam",
-        "account": ACCOUNT, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": "us-east-1", "resources": [],
+        "account": account, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": "us-east-1", "resources": [],
         "detail": {
-            "eventVersion": "1.11", "userIdentity": caller.identity(),
+            "eventVersion": "1.11", "userIdentity": caller.identity(account),
             "eventTime": at.to_rfc3339_opts(SecondsFormat::Secs, true), "eventSource": "iam.amazonaws.com",
             "eventName": name, "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.24",
             "userAgent": "aws-cli/2.24.10 keyguard-tests", "requestParameters": request, "responseElements": response,
             "requestID": unique("req"), "eventID": id, "readOnly": false, "eventType": "AwsApiCall",
-            "managementEvent": true, "recipientAccountId": ACCOUNT, "eventCategory": "Management"
+            "managementEvent": true, "recipientAccountId": account, "eventCategory": "Management"
         }
     })
 }
 
-/// The account in moto: creates real IAM objects and returns the CloudTrail events they would have produced.
+/// An account in moto: creates real IAM objects and returns the CloudTrail events they would have produced.
 pub struct Iam {
     pub client: aws_sdk_iam::Client,
+    /// The account `client` acts in: the events name it.
+    pub account: String,
 }
 
 /// A created access key: its id, its secret (as IAM returned it; the secrets test looks for it where it must never
@@ -169,8 +192,18 @@ pub struct NewKey {
 }
 
 impl Iam {
+    /// The default account (moto's, with the test credentials).
     pub fn new(sdk: &SdkConfig) -> Iam {
-        Iam { client: aws_sdk_iam::Client::new(sdk) }
+        Iam::in_account(sdk, ACCOUNT)
+    }
+
+    /// Another account: `sdk` carries credentials whose calls land in `account` (see [`org::assume`]).
+    pub fn in_account(sdk: &SdkConfig, account: &str) -> Iam {
+        Iam { client: aws_sdk_iam::Client::new(sdk), account: account.to_string() }
+    }
+
+    fn event(&self, name: &str, caller: &Caller, at: DateTime<Utc>, request: Value, response: Value) -> Value {
+        event_in(&self.account, name, caller, at, request, response)
     }
 
     /// CreateUser (with optional path and tags) and its event.
@@ -192,7 +225,7 @@ impl Iam {
         let u = out.user().context("user")?;
         let created = smithy(Some(u.create_date()));
         let tags_json: Vec<Value> = tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
-        Ok(event(
+        Ok(self.event(
             "CreateUser",
             by,
             created,
@@ -215,7 +248,7 @@ impl Iam {
         // moto dates a login profile at the user's creation; CloudTrail's eventTime is when the call was made.
         let _ = out.login_profile().context("login profile")?;
         let at = Utc::now();
-        Ok(event(
+        Ok(self.event(
             "CreateLoginProfile",
             by,
             at,
@@ -231,7 +264,7 @@ impl Iam {
         let created = smithy(k.create_date());
         let self_service = matches!(by, Caller::IamUser(n) if n == name);
         let request = if self_service { Value::Null } else { json!({"userName": name}) };
-        let event = event(
+        let event = self.event(
             "CreateAccessKey",
             by,
             created,

@@ -187,7 +187,8 @@ impl SdkAccounts {
                 e.message = if e.kind == AwsErrorKind::AccessDenied {
                     format!(
                         "account {account}: cannot assume {arn} ({}); deploy the member role there \
-                         (infra/org/member.yaml) and check that it trusts this function's role",
+                         (infra/org/member.yaml) and check that it trusts the caller (the central function's \
+                         role, or whoever runs keyguard)",
                         e.message
                     )
                 } else {
@@ -230,6 +231,18 @@ impl SdkAccounts {
             AwsError::new("organizations:ListAccounts", None, "no organization directory configured".into())
         })?;
         let accounts: HashSet<String> = directory.active_accounts().await?.into_iter().collect();
+        // An organization always holds its management account: an empty listing means this account may not list it
+        // (moto answers a member so; AWS denies). Taken as the organization, it would refuse every event and sweep
+        // nothing without a word, so it is the same configuration error as AccessDenied.
+        if accounts.is_empty() {
+            return Err(AwsError::new(
+                "organizations:ListAccounts",
+                Some("AccessDenied"),
+                "the organization lists no accounts from here: ListAccounts answers only in the management account \
+                 or a delegated administrator account; deploy the central stack there, or set KEYGUARD_ACCOUNTS"
+                    .into(),
+            ));
+        }
         if let Ok(mut o) = self.organization.lock() {
             *o = Some((Instant::now(), accounts.clone()));
         }

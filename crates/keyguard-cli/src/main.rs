@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use keyguard_aws::Accounts;
 use keyguard_core::html::ReportContext;
-use keyguard_core::{Config, Mode};
+use keyguard_core::{AuditFailure, Config, Mode};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -351,10 +351,14 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
     for (account, result) in results {
         match result {
             Ok(outcome) => {
-                failures.extend(outcome.errors.iter().map(|e| format!("account {account}: user {e}")));
+                // The audit names a user it could not read as "user: error" (IAM user names hold no colon).
+                failures.extend(outcome.errors.iter().map(|e| {
+                    let (user, error) = e.split_once(": ").map_or((None, e.as_str()), |(u, e)| (Some(u), e));
+                    AuditFailure { account: account.clone(), user: user.map(str::to_string), error: error.to_string() }
+                }));
                 rows.extend(outcome.rows);
             }
-            Err(e) => failures.push(format!("account {account}: {e}")),
+            Err(e) => failures.push(AuditFailure { account, user: None, error: e.to_string() }),
         }
     }
     let report = ReportContext {
@@ -368,9 +372,13 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
         window: config.policy.window,
         exemptions: args.policy.exemptions(),
     };
-    let flagged = output::write_rows(&rows, args.format, &report, &mut std::io::stdout().lock())?;
-    for failure in &failures {
-        eprintln!("keyguard: not audited: {failure}");
+    // One combined report: the accounts that failed are error rows in it, the others are reported in full.
+    let flagged = output::write_report(&rows, &failures, args.format, &report, &mut std::io::stdout().lock())?;
+    for f in &failures {
+        match &f.user {
+            Some(user) => eprintln!("keyguard: not audited: account {}: user {user}: {}", f.account, f.error),
+            None => eprintln!("keyguard: not audited: account {}: {}", f.account, f.error),
+        }
     }
     anyhow::ensure!(failures.is_empty(), "{} account(s) or user(s) could not be audited", failures.len());
     Ok(!flagged)

@@ -74,6 +74,18 @@ impl AuditRow {
     }
 }
 
+/// What an audit could not read: a whole account (its member role could not be assumed, ListUsers failed), or one
+/// user of it. Reported beside the rows in every output format, never dropped: an account that was not audited
+/// must not read as a clean one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditFailure {
+    pub account: String,
+    /// The user, when only that user could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub error: String,
+}
+
 /// One user's line of the IAM credential report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportUser {

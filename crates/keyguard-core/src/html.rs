@@ -1,5 +1,7 @@
 //! The evidence report for auditors (`keyguard audit --format html`): one self-contained HTML file with the scope
 //! (accounts, time, setup window, exemptions), the counts by verdict, a picture of the rule at work, and every row.
+//! Accounts (or users) the audit could not read are listed in a section of their own, "Not audited", right after the
+//! counts, and the scope says how many: an account that was not checked must not pass for a clean one.
 //!
 //! Self-contained means no network and no external assets: inline CSS, inline SVG, system fonts, and a Content
 //! Security Policy that forbids loading anything. The HTML is built with `maud`, whose templates escape every
@@ -8,7 +10,7 @@
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::audit::AuditRow;
+use crate::audit::{AuditFailure, AuditRow};
 use crate::rule::Verdict;
 use crate::time::human_span;
 
@@ -38,6 +40,11 @@ fn rank(v: Verdict) -> usize {
 
 /// The whole report, as one HTML document.
 pub fn render(ctx: &ReportContext, rows: &[AuditRow]) -> String {
+    render_with_failures(ctx, rows, &[])
+}
+
+/// The whole report, with the accounts or users that could not be audited.
+pub fn render_with_failures(ctx: &ReportContext, rows: &[AuditRow], failures: &[AuditFailure]) -> String {
     let mut sorted: Vec<&AuditRow> = rows.iter().collect();
     sorted.sort_by(|a, b| {
         (rank(a.verdict), &a.account, &a.user, &a.access_key_id).cmp(&(
@@ -48,7 +55,7 @@ pub fn render(ctx: &ReportContext, rows: &[AuditRow]) -> String {
         ))
     });
     let mut accounts = if ctx.accounts.is_empty() {
-        rows.iter().map(|r| r.account.clone()).collect::<Vec<_>>()
+        rows.iter().map(|r| r.account.clone()).chain(failures.iter().map(|f| f.account.clone())).collect::<Vec<_>>()
     } else {
         ctx.accounts.clone()
     };
@@ -96,6 +103,10 @@ pub fn render(ctx: &ReportContext, rows: &[AuditRow]) -> String {
                         }
                         dt { "Evaluated" }
                         dd.evaluated { (rows.len()) " rows, " (keys) " access keys" }
+                        @if !failures.is_empty() {
+                            dt { "Not audited" }
+                            dd.not-audited { (failures.len()) " account(s) or user(s): see below" }
+                        }
                     }
                 }
                 section #counts {
@@ -105,6 +116,28 @@ pub fn render(ctx: &ReportContext, rows: &[AuditRow]) -> String {
                             div class=(format!("card {}", v.as_str())) data-verdict=(v.as_str()) {
                                 span.count { (rows.iter().filter(|r| r.verdict == *v).count()) }
                                 span.label { (v.as_str()) }
+                            }
+                        }
+                    }
+                }
+                @if !failures.is_empty() {
+                    section #not-audited {
+                        h2 { "Not audited" }
+                        p {
+                            "These could not be read, so nothing is known of their keys: they are not compliant, "
+                            "only unchecked. Fix the cause and audit them again."
+                        }
+                        table {
+                            thead { tr { th { "Account" } th { "User" } th { "Verdict" } th { "Error" } } }
+                            tbody {
+                                @for f in failures {
+                                    tr.row.error data-verdict="error" data-account=(f.account) {
+                                        td { code { (f.account) } }
+                                        td.user { (f.user.as_deref().unwrap_or("(the whole account)")) }
+                                        td.verdict { span.badge.error { "error" } }
+                                        td.reason { (f.error) }
+                                    }
+                                }
                             }
                         }
                     }
@@ -284,6 +317,7 @@ svg { max-width: 100%; height: auto; font-size: 11px; }
 .mark.compliant, .badge.compliant { fill: var(--compliant); background: var(--compliant); }
 .mark.exempt, .badge.exempt { fill: var(--exempt); background: var(--exempt); }
 .mark.ignored, .badge.ignored { fill: var(--ignored); background: var(--ignored); }
+.badge.error { background: var(--ink); }
 .gap-line.violation { stroke: var(--violation); } .gap-line.suspect { stroke: var(--suspect); }
 .gap-line.compliant { stroke: var(--compliant); } .gap-line.exempt { stroke: var(--exempt); }
 .gap-line.ignored { stroke: var(--ignored); }
@@ -382,6 +416,23 @@ mod tests {
         assert_eq!(page.matches("<circle class=\"mark ").count(), MAX_MARKS);
         assert!(page.contains("5 more keys are not drawn"));
         assert_eq!(page.matches("<tr class=\"row ").count(), MAX_MARKS + 5);
+    }
+
+    #[test]
+    fn accounts_not_audited_are_listed_and_counted() {
+        let failures = vec![AuditFailure {
+            account: "444455556666".into(),
+            user: None,
+            error: "sts:AssumeRole failed (AccessDenied): <denied>".into(),
+        }];
+        let page = render_with_failures(&ctx(), &[row("maria", Some("AKIAMARIA"), Verdict::Violation, 68)], &failures);
+        assert!(page.contains("<section id=\"not-audited\">"), "{page}");
+        assert!(page.contains("data-account=\"444455556666\""));
+        assert!(page.contains("(the whole account)"));
+        assert!(page.contains("&lt;denied&gt;"), "the error is escaped");
+        assert!(page.contains("<code>111122223333</code>, <code>444455556666</code>"), "both accounts in scope");
+        assert!(page.contains("<th>Account</th><th>User</th><th>Access key</th>"), "rows span accounts");
+        assert!(!render(&ctx(), &[]).contains("not-audited"), "no section without failures");
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! The events follow OCSF 1.6.0, the version AWS Security Hub's own OCSF findings use, with the `cloud` profile.
 //! Each evaluated key is one finding (`finding_info.uid` is stable per key, as the Security Hub finding's `Id`);
 //! the rule's verdict becomes `compliance.status_id` (Fail, Warning, Pass, or Other for an exempt key).
+//! An account (or a user) the audit could not read is a finding too, with `compliance.status_id` Unknown and the
+//! error as its detail ([`not_assessed`]): a SIEM then sees that the account was not checked, instead of nothing.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::asff::{FINDING_TYPE, ID_PREFIX, RELATED_REQUIREMENTS, finding_id};
-use crate::audit::AuditRow;
+use crate::audit::{AuditFailure, AuditRow};
 use crate::report::Action;
 use crate::rule::Verdict;
 
@@ -154,6 +156,62 @@ pub fn compliance_finding(row: &AuditRow, now: DateTime<Utc>) -> Value {
     Value::Object(event)
 }
 
+/// An account, or one user of it, that could not be audited, as an OCSF Compliance Finding whose compliance status
+/// is Unknown (0) and whose detail is the error. Its `finding_info.uid` is stable per account (and user), so the
+/// next successful audit's findings stand beside it rather than replace it.
+pub fn not_assessed(failure: &AuditFailure, now: DateTime<Utc>) -> Value {
+    let account = json!({"uid": failure.account, "type": "AWS Account", "type_id": AWS_ACCOUNT});
+    let (uid, title, resource) = match &failure.user {
+        Some(user) => (
+            format!("{ID_PREFIX}{}/user/{user}/not-assessed", failure.account),
+            format!("IAM user {user} could not be audited"),
+            json!({"type": "AwsIamUser", "name": user, "owner": {"name": user, "type": "User", "type_id": 1,
+                   "account": account}}),
+        ),
+        None => (
+            format!("{ID_PREFIX}{}/not-assessed", failure.account),
+            format!("Account {} could not be audited", failure.account),
+            json!({"type": "AwsAccount", "uid": failure.account, "name": failure.account}),
+        ),
+    };
+    json!({
+        "activity_id": ACTIVITY_CREATE,
+        "activity_name": "Create",
+        "category_uid": CATEGORY_UID,
+        "category_name": "Findings",
+        "class_uid": CLASS_UID,
+        "class_name": "Compliance Finding",
+        "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE,
+        "type_name": "Compliance Finding: Create",
+        "time": now.timestamp_millis(),
+        "timezone_offset": 0,
+        // Medium, as a violation: an account nobody could check may hold any number of them.
+        "severity_id": 3,
+        "severity": "Medium",
+        "status_id": 1,
+        "status": "New",
+        "message": format!("error: {title}: {}", failure.error),
+        "metadata": {
+            "version": OCSF_VERSION,
+            "profiles": ["cloud"],
+            "product": {"name": "KeyGuard", "vendor_name": "KeyGuard", "uid": "keyguard", "version": env!("CARGO_PKG_VERSION")},
+        },
+        "cloud": {"provider": "AWS", "account": account},
+        "finding_info": {"uid": uid, "title": title, "desc": failure.error, "types": [FINDING_TYPE],
+                         "created_time": now.timestamp_millis()},
+        "compliance": {
+            "standards": ["CIS AWS Foundations Benchmark"],
+            "requirements": RELATED_REQUIREMENTS,
+            "control": CONTROL,
+            "status_id": 0,
+            "status": "Unknown",
+            "status_detail": failure.error,
+        },
+        "resources": [resource],
+        "unmapped": {"keyguard": {"verdict": "error", "error": failure.error}},
+    })
+}
+
 /// What OCSF has no attribute for: the gap the rule measured, and when the key was last used (omitted, not null,
 /// when unknown: OCSF has no nulls).
 fn key_data(row: &AuditRow) -> Value {
@@ -234,6 +292,25 @@ mod tests {
         let compliant = compliance_finding(&row(Verdict::Compliant, Action::None), now());
         assert_eq!(compliant["compliance"]["status_id"], 1);
         assert!(compliant.get("remediation").is_none(), "nothing to remediate");
+    }
+
+    #[test]
+    fn an_account_not_audited_is_a_finding_of_unknown_compliance() {
+        let failure = AuditFailure {
+            account: "444455556666".into(),
+            user: None,
+            error: "sts:AssumeRole failed (AccessDenied): account 444455556666: cannot assume ...".into(),
+        };
+        let e = not_assessed(&failure, now());
+        assert_eq!((e["class_uid"].as_u64(), e["compliance"]["status_id"].as_u64()), (Some(2003), Some(0)));
+        assert_eq!(e["compliance"]["status"], "Unknown");
+        assert_eq!(e["compliance"]["status_detail"], failure.error.as_str());
+        assert_eq!(e["cloud"]["account"]["uid"], "444455556666");
+        assert_eq!(e["finding_info"]["uid"], "keyguard/cis-1.11/444455556666/not-assessed");
+        assert_eq!(e["unmapped"]["keyguard"]["verdict"], "error");
+        let user = not_assessed(&AuditFailure { user: Some("maria".into()), ..failure }, now());
+        assert_eq!(user["finding_info"]["uid"], "keyguard/cis-1.11/444455556666/user/maria/not-assessed");
+        assert_eq!(user["resources"][0]["type"], "AwsIamUser");
     }
 
     #[test]
