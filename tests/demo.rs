@@ -102,13 +102,22 @@ async fn main() -> anyhow::Result<()> {
         "   (a logging trail and a stand-in of the stack; moto has no IAM policy simulator and no CBOR CloudWatch:"
     );
     println!("    those two lines can only be warnings here)\n");
-    keyguard_tests::doctor::deploy(&sdk, "keyguard").await?;
+    let deployed = keyguard_tests::doctor::deploy(&sdk, "keyguard").await?;
     let mut env = aws_env(&moto.endpoint);
     // moto answers SimulatePrincipalPolicy with HTTP 500: no point in the SDK's retries with backoff.
     env.push(("AWS_MAX_ATTEMPTS".into(), "1".into()));
-    let out = tokio::task::spawn_blocking(move || keyguard_tests::run_keyguard(&["doctor"], &env)).await?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    println!("(exit code {})", out.status.code().unwrap_or(-1));
+    let doctor = |env: Vec<(String, String)>| async move {
+        let out = tokio::task::spawn_blocking(move || keyguard_tests::run_keyguard(&["doctor"], &env)).await?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        println!("(exit code {})", out.status.code().unwrap_or(-1));
+        anyhow::Ok(())
+    };
+    doctor(env.clone()).await?;
+
+    // Someone disables the rule: the guard would never run again, and the doctor says so.
+    println!("\n== Someone disables the rule; `keyguard doctor` again\n");
+    aws_sdk_eventbridge::Client::new(&sdk).disable_rule().name(&deployed.rule_name).send().await?;
+    doctor(env).await?;
 
     println!("\n== Stopping moto server");
     drop(moto);
@@ -119,8 +128,10 @@ async fn main() -> anyhow::Result<()> {
 fn iam_pattern() -> String {
     json!({"source": ["aws.iam"], "detail-type": ["AWS API Call via CloudTrail"],
            "detail": {"eventSource": ["iam.amazonaws.com"],
-                      "eventName": ["CreateUser", "CreateLoginProfile", "CreateAccessKey"],
-                      "errorCode": [{"exists": false}]}})
+                      "errorCode": [{"exists": false}],
+                      "$or": [{"eventName": ["CreateUser", "CreateLoginProfile", "CreateAccessKey"]},
+                              {"eventName": ["UpdateAccessKey"],
+                               "requestParameters": {"status": [{"equals-ignore-case": "active"}]}}]}})
     .to_string()
 }
 
