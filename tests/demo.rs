@@ -44,11 +44,11 @@ async fn main() -> anyhow::Result<()> {
     events.push(iam.create_key(&automation, "svc-reporting-etl").await?.event);
     println!("   svc-reporting-etl programmatic service account, key by automation");
     // A break-glass user, exempt by tag.
-    events.push(iam.create_user(&admin, "break.glass", None, &[("keyguard:exempt", "break-glass account")]).await?);
+    events.push(iam.create_user(&admin, "break.glass", None, &[("keyguard:exempt", "true")]).await?);
     events.push(iam.create_password(&admin, "break.glass").await?);
     pause().await;
     events.push(iam.create_key(&admin, "break.glass").await?.event);
-    println!("   break.glass      console user with a setup key, tagged keyguard:exempt");
+    println!("   break.glass      console user with a setup key, tagged keyguard:exempt=true (only the configured value exempts)");
 
     for mode in ["notify", "deactivate"] {
         println!("\n== The Lambda function in {mode} mode (cargo lambda watch/invoke, bootstrap binary)");
