@@ -1,8 +1,12 @@
 //! Typed errors: what failed, and whether trying again later can help.
 
+use aws_credential_types::provider::error::CredentialsError;
+use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use keyguard_core::ParseError;
 
-/// The class of an AWS call's failure, as far as the guard cares.
+/// The class of an AWS call's failure: what the guard does next, and what a person should do about it
+/// ([`crate::advice`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AwsErrorKind {
     /// The user, login profile or key does not exist (IAM `NoSuchEntity`).
@@ -11,8 +15,35 @@ pub enum AwsErrorKind {
     Throttled,
     /// The role lacks a permission: fix the deployment, retrying will not help.
     AccessDenied,
-    /// Anything else (network, timeout, service error).
+    /// No credentials could be loaded: none in the environment, the profiles, SSO or an instance role, or the
+    /// profile that names them is not usable.
+    NoCredentials,
+    /// The credentials have expired: an SSO session whose token is out of date, or temporary credentials past
+    /// their end (`ExpiredToken`). Signing in again fixes it.
+    SessionExpired,
+    /// AWS does not accept the credentials: an unknown or deleted access key, or a secret that does not match.
+    BadCredentials,
+    /// No region is configured, and the call needs one.
+    NoRegion,
+    /// The endpoint could not be reached: DNS, connection refused, TLS, or no response in time.
+    Unreachable,
+    /// Anything else (a service error without a class of its own, an unreadable response).
     Other,
+}
+
+impl AwsErrorKind {
+    /// Whether the failure is the caller's environment (credentials, region, network) rather than this call: every
+    /// other call fails the same way, so a command stops at the first one instead of reporting each.
+    pub fn affects_every_call(self) -> bool {
+        matches!(
+            self,
+            AwsErrorKind::NoCredentials
+                | AwsErrorKind::SessionExpired
+                | AwsErrorKind::BadCredentials
+                | AwsErrorKind::NoRegion
+                | AwsErrorKind::Unreachable
+        )
+    }
 }
 
 /// A failed AWS call.
@@ -24,22 +55,122 @@ pub struct AwsError {
     pub message: String,
 }
 
+/// Service error codes of expired credentials (STS session tokens, and the services that check them).
+const EXPIRED_CODES: &[&str] = &["ExpiredToken", "ExpiredTokenException"];
+/// Service error codes of credentials AWS does not know or cannot verify.
+const BAD_CREDENTIAL_CODES: &[&str] =
+    &["InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"];
+
 impl AwsError {
+    /// Classifies a service's error `code` (the SDK's own list of throttling codes is used as it is).
     pub fn new(operation: &'static str, code: Option<&str>, message: String) -> AwsError {
         let kind = match code {
             Some("NoSuchEntity" | "NoSuchEntityException" | "NotFound" | "NotFoundException") => AwsErrorKind::NotFound,
-            Some("Throttling" | "ThrottlingException" | "TooManyRequestsException" | "Throttled") => {
-                AwsErrorKind::Throttled
-            }
+            Some(code) if THROTTLING_ERRORS.contains(&code) || code == "Throttled" => AwsErrorKind::Throttled,
             Some("AccessDenied" | "AccessDeniedException" | "AuthorizationError" | "UnauthorizedOperation") => {
                 AwsErrorKind::AccessDenied
             }
+            Some(code) if EXPIRED_CODES.contains(&code) => AwsErrorKind::SessionExpired,
+            Some(code) if BAD_CREDENTIAL_CODES.contains(&code) => AwsErrorKind::BadCredentials,
             _ => AwsErrorKind::Other,
         };
         AwsError { operation, kind, message }
     }
+
+    /// A failed SDK call as our error: its class, and one line that says what happened (the service's code and
+    /// message, or the cause of a call that never got an answer). The SDK's whole report (every credential provider
+    /// tried, the response structs) is logged at debug level only, for `keyguard -v` or `RUST_LOG=debug`.
+    pub fn from_sdk<E, R>(operation: &'static str, err: &SdkError<E, R>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        tracing::debug!(operation, error = %DisplayErrorContext(err), "AWS call failed");
+        if let Some(code) = err.code() {
+            let message = match err.message() {
+                Some(message) => format!("{code}: {message}"),
+                None => code.to_string(),
+            };
+            return AwsError::new(operation, Some(code), one_line(&message));
+        }
+        let (kind, message) = unanswered(err);
+        AwsError { operation, kind, message: one_line(&message) }
+    }
 }
 
+/// The class and cause of a call that got no service error: credentials, region or endpoint resolution, the
+/// connection, a timeout, or a response the SDK could not read.
+fn unanswered<E, R>(err: &SdkError<E, R>) -> (AwsErrorKind, String)
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let chain: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| e.source()).collect();
+    for (i, e) in chain.iter().enumerate() {
+        if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
+            let text = causes(&chain[i..]);
+            // The SSO providers' errors are private types; their messages are stable ("the SSO token has expired
+            // and cannot be refreshed", "failed to load the cached SSO token": never signed in on this machine).
+            let sso = text.contains("SSO token") || text.contains("SSO session");
+            let kind = match credentials {
+                _ if sso => AwsErrorKind::SessionExpired,
+                _ if EXPIRED_CODES.iter().any(|code| text.contains(code)) => AwsErrorKind::SessionExpired,
+                _ => AwsErrorKind::NoCredentials,
+            };
+            let text = match credentials {
+                CredentialsError::CredentialsNotLoaded(_) if !sso => {
+                    "no credentials found (tried the environment, the shared config and credentials files, web \
+                     identity, the container and the instance metadata)"
+                        .to_string()
+                }
+                _ => text,
+            };
+            return (kind, text);
+        }
+        // The endpoint resolver's error type differs between crates; its message is the one the rules define.
+        if e.to_string().contains("Missing Region") {
+            return (AwsErrorKind::NoRegion, "no region configured".to_string());
+        }
+    }
+    let unreachable = match err {
+        SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(failure) => failure.as_connector_error().is_some_and(|c| c.is_io() || c.is_timeout()),
+        _ => false,
+    };
+    let kind = if unreachable { AwsErrorKind::Unreachable } else { AwsErrorKind::Other };
+    let text = match err {
+        SdkError::ResponseError(_) => format!("unreadable response: {}", causes(&chain)),
+        _ => causes(&chain),
+    };
+    (kind, text)
+}
+
+/// The messages of an error and its causes, each once (the SDK's layers often repeat their cause's message), joined
+/// with ": ". The SDK's own `DisplayErrorContext` appends the whole `Debug` dump, which is for logs, not people.
+fn causes(chain: &[&(dyn std::error::Error + 'static)]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in chain {
+        let text = e.to_string();
+        let text = text.trim();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(text)) {
+            parts.push(text.to_string());
+        }
+    }
+    parts.join(": ")
+}
+
+/// The longest message an [`AwsError`] carries: transport errors can run to kilobytes.
+const MAX_MESSAGE: usize = 400;
+
+/// One line: whitespace (newlines included) collapsed, at most [`MAX_MESSAGE`] characters.
+fn one_line(text: &str) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(MAX_MESSAGE) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
 /// Why the guard could not finish an event. Every one is returned to Lambda as an error, so that its retries and
 /// failure destination keep the event; `retryable` says whether a retry can succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,5 +212,84 @@ impl GuardError {
             GuardError::AccountNotGuarded { .. } => "KeyGuard.AccountNotGuarded",
             GuardError::Refused { .. } => "KeyGuard.Refused",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use aws_sdk_iam::config::http::HttpResponse;
+    use aws_sdk_iam::error::ConnectorError;
+    use aws_sdk_iam::operation::get_user::GetUserError;
+
+    type Failed = SdkError<GetUserError, HttpResponse>;
+
+    /// How the SDK reports a call that never left: its connector fails with the credential provider's error.
+    fn credentials_failed(e: CredentialsError) -> Failed {
+        SdkError::dispatch_failure(ConnectorError::other(Box::new(e), None))
+    }
+
+    #[test]
+    fn no_credentials_is_one_short_line_without_the_debug_dump() {
+        let chain = "no credentials found in chain. Attempted:\n  Environment: the credential provider was not \
+                     enabled: environment variable not set\n  Profile: the credential provider was not enabled";
+        let e = AwsError::from_sdk("sts:GetCallerIdentity", &credentials_failed(CredentialsError::not_loaded(chain)));
+        assert_eq!((e.operation, e.kind), ("sts:GetCallerIdentity", AwsErrorKind::NoCredentials));
+        assert!(e.message.starts_with("no credentials found"), "{e}");
+        assert!(!e.message.contains('\n') && !e.message.contains("CredentialsNotLoaded"), "{e}");
+    }
+
+    #[test]
+    fn an_expired_sso_token_is_an_expired_session() {
+        let sso = std::io::Error::other("the SSO token has expired and cannot be refreshed");
+        let e = AwsError::from_sdk("iam:ListUsers", &credentials_failed(CredentialsError::provider_error(sso)));
+        assert_eq!(e.kind, AwsErrorKind::SessionExpired, "{e}");
+        assert!(e.message.contains("the SSO token has expired"), "{e}");
+        // Never signed in on this machine: no cached token at all; the fix is the same.
+        let missing = std::io::Error::other("failed to load the cached SSO token");
+        let e = AwsError::from_sdk("iam:ListUsers", &credentials_failed(CredentialsError::provider_error(missing)));
+        assert_eq!(e.kind, AwsErrorKind::SessionExpired, "{e}");
+        // A profile that cannot be used is a configuration problem, told in the SDK's own words.
+        let bad = CredentialsError::invalid_configuration("profile `ops` was not defined");
+        let e = AwsError::from_sdk("iam:ListUsers", &credentials_failed(bad));
+        assert_eq!(e.kind, AwsErrorKind::NoCredentials, "{e}");
+        assert!(e.message.contains("profile `ops` was not defined"), "{e}");
+    }
+
+    #[test]
+    fn transport_failures_are_unreachable_and_a_missing_region_is_named() {
+        let dns = std::io::Error::other("dns error: failed to lookup address information");
+        let e = AwsError::from_sdk("sts:GetCallerIdentity", &Failed::dispatch_failure(ConnectorError::io(dns.into())));
+        assert_eq!(e.kind, AwsErrorKind::Unreachable, "{e}");
+        assert!(e.message.contains("failed to lookup address"), "{e}");
+        let e = AwsError::from_sdk("iam:GetUser", &Failed::timeout_error("operation timeout (all attempts) exceeded"));
+        assert_eq!(e.kind, AwsErrorKind::Unreachable, "{e}");
+        let region = std::io::Error::other("Invalid Configuration: Missing Region");
+        let e = AwsError::from_sdk(
+            "athena:StartQueryExecution",
+            &Failed::dispatch_failure(ConnectorError::other(region.into(), None)),
+        );
+        assert_eq!(e.kind, AwsErrorKind::NoRegion, "{e}");
+    }
+
+    #[test]
+    fn service_codes_of_credentials_and_throttling() {
+        for (code, kind) in [
+            ("ExpiredToken", AwsErrorKind::SessionExpired),
+            ("InvalidClientTokenId", AwsErrorKind::BadCredentials),
+            ("SignatureDoesNotMatch", AwsErrorKind::BadCredentials),
+            ("Throttling", AwsErrorKind::Throttled),
+            ("SlowDown", AwsErrorKind::Throttled),
+            ("Throttled", AwsErrorKind::Throttled),
+            ("AccessDenied", AwsErrorKind::AccessDenied),
+            ("NoSuchEntity", AwsErrorKind::NotFound),
+            ("ServiceFailure", AwsErrorKind::Other),
+        ] {
+            assert_eq!(AwsError::new("iam:GetUser", Some(code), code.into()).kind, kind, "{code}");
+        }
+        assert!(AwsErrorKind::SessionExpired.affects_every_call());
+        assert!(!AwsErrorKind::AccessDenied.affects_every_call() && !AwsErrorKind::Throttled.affects_every_call());
     }
 }
