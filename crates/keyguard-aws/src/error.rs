@@ -2,6 +2,7 @@
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
+use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use keyguard_core::ParseError;
 
@@ -80,22 +81,84 @@ impl AwsError {
     /// A failed SDK call as our error: its class, and one line that says what happened (the service's code and
     /// message, or the cause of a call that never got an answer). The SDK's whole report (every credential provider
     /// tried, the response structs) is logged at debug level only, for `keyguard -v` or `RUST_LOG=debug`.
-    pub fn from_sdk<E, R>(operation: &'static str, err: &SdkError<E, R>) -> AwsError
+    pub fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> AwsError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
         tracing::debug!(operation, error = %DisplayErrorContext(err), "AWS call failed");
-        if let Some(code) = err.code() {
-            let message = match err.message() {
+        let (code, message) = match (err.code(), err.message()) {
+            (Some(code), message) => (Some(code.to_string()), message.map(str::to_string)),
+            // An error envelope the SDK does not read: moto's query-protocol errors wrap <Error> in <Errors>.
+            _ => match err.raw_response().and_then(|r| r.body().bytes()).map(String::from_utf8_lossy) {
+                Some(body) => (xml_text(&body, "Code"), xml_text(&body, "Message")),
+                None => (None, None),
+            },
+        };
+        if let Some(code) = code {
+            let message = match message {
                 Some(message) => format!("{code}: {message}"),
-                None => code.to_string(),
+                None => code.clone(),
             };
-            return AwsError::new(operation, Some(code), one_line(&message));
+            return AwsError::new(operation, Some(&code), one_line(&message));
         }
         let (kind, message) = unanswered(err);
         AwsError { operation, kind, message: one_line(&message) }
     }
+
+    /// Whether the SDK configuration's credentials can be loaded, as the error a call would get: a command checks
+    /// this first where its calls' failures would otherwise be reported one input at a time (replay's sources).
+    pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> Result<(), AwsError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let Some(provider) = sdk.credentials_provider() else {
+            return Err(AwsError {
+                operation: "loading credentials",
+                kind: AwsErrorKind::NoCredentials,
+                message: NOT_FOUND.to_string(),
+            });
+        };
+        match provider.provide_credentials().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %DisplayErrorContext(&e), "no credentials");
+                let chain: Vec<&(dyn std::error::Error + 'static)> =
+                    std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| e.source()).collect();
+                let (kind, message) = credentials_failure(&e, &chain);
+                Err(AwsError { operation: "loading credentials", kind, message: one_line(&message) })
+            }
+        }
+    }
+}
+
+/// The text of the first `<tag>` element in an XML body.
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + body[start..].find(&format!("</{tag}>"))?;
+    Some(body[start..end].trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// What the SDK's credentials chain tried, in words (its own message lists each provider on a line of its own).
+const NOT_FOUND: &str = "no credentials found (tried the environment, the shared config and credentials files, web \
+                         identity, the container and the instance metadata)";
+
+/// The class and cause of a credentials provider's failure; `chain` is the error and its causes from it on.
+fn credentials_failure(
+    credentials: &CredentialsError,
+    chain: &[&(dyn std::error::Error + 'static)],
+) -> (AwsErrorKind, String) {
+    let text = causes(chain);
+    // The SSO providers' errors are private types; their messages are stable ("the SSO token has expired
+    // and cannot be refreshed", "failed to load the cached SSO token": never signed in on this machine).
+    let sso = text.contains("SSO token") || text.contains("SSO session");
+    let kind = match credentials {
+        _ if sso => AwsErrorKind::SessionExpired,
+        _ if EXPIRED_CODES.iter().any(|code| text.contains(code)) => AwsErrorKind::SessionExpired,
+        _ => AwsErrorKind::NoCredentials,
+    };
+    let text = match credentials {
+        CredentialsError::CredentialsNotLoaded(_) if !sso => NOT_FOUND.to_string(),
+        _ => text,
+    };
+    (kind, text)
 }
 
 /// The class and cause of a call that got no service error: credentials, region or endpoint resolution, the
@@ -109,24 +172,7 @@ where
         std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| e.source()).collect();
     for (i, e) in chain.iter().enumerate() {
         if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
-            let text = causes(&chain[i..]);
-            // The SSO providers' errors are private types; their messages are stable ("the SSO token has expired
-            // and cannot be refreshed", "failed to load the cached SSO token": never signed in on this machine).
-            let sso = text.contains("SSO token") || text.contains("SSO session");
-            let kind = match credentials {
-                _ if sso => AwsErrorKind::SessionExpired,
-                _ if EXPIRED_CODES.iter().any(|code| text.contains(code)) => AwsErrorKind::SessionExpired,
-                _ => AwsErrorKind::NoCredentials,
-            };
-            let text = match credentials {
-                CredentialsError::CredentialsNotLoaded(_) if !sso => {
-                    "no credentials found (tried the environment, the shared config and credentials files, web \
-                     identity, the container and the instance metadata)"
-                        .to_string()
-                }
-                _ => text,
-            };
-            return (kind, text);
+            return credentials_failure(credentials, &chain[i..]);
         }
         // The endpoint resolver's error type differs between crates; its message is the one the rules define.
         if e.to_string().contains("Missing Region") {
@@ -220,7 +266,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use aws_sdk_iam::config::http::HttpResponse;
     use aws_sdk_iam::error::ConnectorError;
     use aws_sdk_iam::operation::get_user::GetUserError;
 
@@ -272,6 +317,22 @@ mod tests {
             &Failed::dispatch_failure(ConnectorError::other(region.into(), None)),
         );
         assert_eq!(e.kind, AwsErrorKind::NoRegion, "{e}");
+    }
+
+    #[test]
+    fn an_error_envelope_the_sdk_does_not_read_is_read_for_its_code() {
+        // moto 5.2.5's query-protocol denial: <Error> inside <Errors>, which the SDK leaves without a code.
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error><Code>AccessDenied</Code>\
+                    <Message>User: arn:aws:iam::123456789012:user/u is not authorized to perform: iam:ListUsers\
+                    </Message><Type>Sender</Type></Error></Errors></ErrorResponse>";
+        let raw = HttpResponse::new(403.try_into().unwrap(), aws_smithy_types::body::SdkBody::from(body));
+        let unread = GetUserError::generic(aws_smithy_types::error::ErrorMetadata::builder().build());
+        let e = AwsError::from_sdk("iam:ListUsers", &Failed::service_error(unread, raw));
+        assert_eq!(e.kind, AwsErrorKind::AccessDenied, "{e}");
+        assert_eq!(
+            e.message,
+            "AccessDenied: User: arn:aws:iam::123456789012:user/u is not authorized to perform: iam:ListUsers"
+        );
     }
 
     #[test]

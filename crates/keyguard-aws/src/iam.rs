@@ -37,10 +37,12 @@ impl SdkIam {
 }
 
 /// Maps an SDK error to ours (see [`AwsError::from_sdk`]).
-pub(crate) fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
+pub(crate) fn aws_error<E>(
+    operation: &'static str,
+    err: SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
+) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     AwsError::from_sdk(operation, &err)
 }

@@ -62,6 +62,8 @@ pub async fn run(args: &ReplayArgs, policy: &Policy) -> anyhow::Result<Replayed>
             Some(_) => keyguard_aws::sdk::sdk_config_requiring_region("replay --athena").await?,
             None => keyguard_aws::sdk_config().await?,
         };
+        // Without usable credentials every object would fail on its own: one error with its fix instead.
+        keyguard_aws::AwsError::check_credentials(&sdk).await?;
         for url in remote {
             sources.push(Box::new(S3Prefix::new(&sdk, url, args.downloads)?));
         }
