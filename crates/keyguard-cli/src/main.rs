@@ -367,13 +367,14 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
     }
     let mut rows = Vec::new();
     let mut failures = Vec::new();
+    let setting = keyguard_aws::advice::Setting::of(Some(&sdk));
     for (account, result) in results {
         match result {
             Ok(outcome) => {
                 failures.extend(outcome.errors.iter().map(|e| format!("account {account}: user {e}")));
                 rows.extend(outcome.rows);
             }
-            Err(e) => failures.push(format!("account {account}: {e}")),
+            Err(e) => failures.push(format!("account {account}: {}", keyguard_aws::advice::advise(&e, &setting))),
         }
     }
     let report = ReportContext {
