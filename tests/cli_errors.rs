@@ -89,7 +89,10 @@ fn an_expired_sso_session_says_to_sign_in_again_with_the_profile() {
     env.push(("AWS_PROFILE".into(), "security-audit".into()));
     for args in [vec!["audit"], vec!["handle", &event_file()]] {
         let line = one_line(&run_keyguard(&args, &env));
-        assert!(line.contains("the AWS session of profile `security-audit` has expired"), "{args:?}: {line}");
+        assert!(
+            line.contains("the AWS session of profile `security-audit` has expired (the SSO token has expired"),
+            "{args:?}: {line}"
+        );
         assert!(line.contains("Sign in again with `aws sso login --profile security-audit`"), "{args:?}: {line}");
     }
 }

@@ -156,6 +156,8 @@ fn credentials_failure(
     };
     let text = match credentials {
         CredentialsError::CredentialsNotLoaded(_) if !sso => NOT_FOUND.to_string(),
+        // The SSO cause alone: the layers above it only say "an error occurred while loading ...".
+        _ if sso => chain.iter().rev().map(|e| e.to_string()).find(|t| t.contains("SSO")).unwrap_or(text),
         _ => text,
     };
     (kind, text)
