@@ -23,16 +23,6 @@ struct Account {
     keys: BTreeMap<&'static str, String>,
 }
 
-/// Waits for the start of a second, so that a user and its key are created within one.
-async fn align_to_second() {
-    loop {
-        if chrono::Utc::now().timestamp_subsec_millis() < 50 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn seed() -> Account {
     let moto = Moto::start().unwrap();
     let sdk = moto.sdk().await;
@@ -57,7 +47,7 @@ async fn seed() -> Account {
     // A key outside its user's window: the report alone settles this user.
     keys.insert("settled", iam.create_key(&admin, "settled").await.unwrap().id);
 
-    align_to_second().await;
+    keyguard_tests::align_to_second().await;
     for (name, key) in [("maria", "maria"), ("dual", "dual-setup"), ("used", "used"), ("idle", "idle")] {
         console(name, &[]).await;
         keys.insert(key, iam.create_key(&admin, name).await.unwrap().id);
@@ -201,7 +191,7 @@ async fn a_used_violating_key_is_kept_unless_include_used() {
     let alerts = AlertSink::new(&sdk).await.unwrap();
     let env = [("KEYGUARD_MODE", "deactivate"), ("KEYGUARD_TOPIC_ARN", alerts.topic_arn.as_str())];
     // A console user whose setup key has been used: moto records a use when the key signs a request.
-    align_to_second().await;
+    keyguard_tests::align_to_second().await;
     account.iam.create_user(&Caller::IamUser("jordan.admin".into()), "fresh", None, &[]).await.unwrap();
     account.iam.create_password(&Caller::IamUser("jordan.admin".into()), "fresh").await.unwrap();
     let key = account.iam.client.create_access_key().user_name("fresh").send().await.unwrap();

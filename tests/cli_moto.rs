@@ -75,7 +75,8 @@ fn handle_reports_bad_input_and_exits_non_zero() {
     let env = aws_env("http://127.0.0.1:9");
     let samples = repo().join("tests/fixtures/samples/create-access-key-failed-access-denied.json");
     let bad = repo().join("tests/fixtures/invalid/no-detail.json");
-    let out = keyguard(&["handle", samples.to_str().unwrap(), bad.to_str().unwrap()], &env);
+    // -v: the guard's own log lines (off by default, as they repeat what stdout says).
+    let out = keyguard(&["-v", "handle", samples.to_str().unwrap(), bad.to_str().unwrap()], &env);
     assert_eq!(out.status.code(), Some(1));
     let reports = lines(&out);
     assert_eq!(reports.len(), 2, "every input is accounted for");

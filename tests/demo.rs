@@ -48,7 +48,9 @@ async fn main() -> anyhow::Result<()> {
     events.push(iam.create_password(&admin, "break.glass").await?);
     pause().await;
     events.push(iam.create_key(&admin, "break.glass").await?.event);
-    println!("   break.glass      console user with a setup key, tagged keyguard:exempt=true (only the configured value exempts)");
+    println!(
+        "   break.glass      console user with a setup key, tagged keyguard:exempt=true (only the configured value exempts)"
+    );
 
     for mode in ["notify", "deactivate"] {
         println!("\n== The Lambda function in {mode} mode (cargo lambda watch/invoke, bootstrap binary)");

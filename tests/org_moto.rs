@@ -48,6 +48,7 @@ async fn organization(sdk: &SdkConfig, n: usize) -> (Org, Vec<Member>) {
 
 /// A console user set up by an admin in `iam`'s account, given an access key during setup: a violation.
 async fn setup_key(iam: &Iam, name: &str) -> NewKey {
+    keyguard_tests::align_to_second().await;
     iam.create_user(&admin(), name, None, &[]).await.unwrap();
     iam.create_password(&admin(), name).await.unwrap();
     iam.create_key(&admin(), name).await.unwrap()
@@ -711,7 +712,8 @@ async fn handle_with_the_member_role_acts_in_the_member_account() {
         env.push((k.into(), v));
     }
     let path = file.to_str().unwrap().to_string();
-    let out = tokio::task::spawn_blocking(move || run_keyguard(&["handle", "--apply", &path], &env)).await.unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || run_keyguard(&["handle", "-v", "--apply", &path], &env)).await.unwrap();
     let _ = std::fs::remove_file(&file);
     assert_eq!(out.status.code(), Some(1), "B's event was not handled");
     let lines = json_lines(&out.stdout);

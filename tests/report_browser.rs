@@ -52,12 +52,6 @@ fn run_chromium(args: &[&str], page: &Path) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-async fn align_to_second() {
-    while chrono::Utc::now().timestamp_subsec_millis() >= 50 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// An account with one user of each kind; returns the moto server.
 async fn seed() -> Moto {
     let moto = Moto::start().unwrap();
@@ -69,7 +63,7 @@ async fn seed() -> Moto {
     iam.create_password(&admin, "nadia.keyless").await.unwrap();
     // moto dates a password at its user's creation: a key in its user's own second is "before the password",
     // a violation even with the creator unknown.
-    align_to_second().await;
+    keyguard_tests::align_to_second().await;
     for name in ["maria.silva", "ops+ci@example.com", "break.glass", "kenji.watanabe", "late.lee"] {
         let tags: &[(&str, &str)] = if name == "break.glass" { &[("keyguard:exempt", "true")] } else { &[] };
         iam.create_user(&admin, name, None, tags).await.unwrap();

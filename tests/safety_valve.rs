@@ -4,7 +4,6 @@
 //! on moto through the built binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
 
 use chrono::TimeDelta;
 use keyguard_core::{Action, Alert, Verdict};
@@ -121,14 +120,6 @@ async fn in_the_sweep_five_violations_with_a_cap_of_two() {
     assert_eq!(alerts.len(), 4, "2 deactivations, the valve, the digest: {alerts:#?}");
 }
 
-/// Waits for the start of a second, so that a user and its key are created within one (moto dates a login profile
-/// at its user's creation: a key in that second is "before the password", a violation with the creator unknown).
-async fn align_to_second() {
-    while chrono::Utc::now().timestamp_subsec_millis() >= 50 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn in_the_cli_audit_apply_deactivates_at_most_the_cap() {
     let moto = Moto::start().unwrap();
@@ -139,7 +130,7 @@ async fn in_the_cli_audit_apply_deactivates_at_most_the_cap() {
     let mut keys = Vec::new();
     for i in 0..4 {
         let name = format!("console-{i}");
-        align_to_second().await;
+        keyguard_tests::align_to_second().await;
         iam.create_user(&admin, &name, None, &[]).await.unwrap();
         iam.create_password(&admin, &name).await.unwrap();
         keys.push((name.clone(), iam.create_key(&admin, &name).await.unwrap().id));

@@ -1,6 +1,6 @@
 //! The IAM adapter: [`IamReader`] and [`KeyDeactivator`] over `aws-sdk-iam`.
 
-use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -36,20 +36,15 @@ impl SdkIam {
     }
 }
 
-/// Maps an SDK error to ours, keeping the full error chain in the message.
-pub(crate) fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
+/// Maps an SDK error to ours (see [`AwsError::from_sdk`]).
+pub(crate) fn aws_error<E>(
+    operation: &'static str,
+    err: SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
+) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    let code = err.code().map(str::to_string);
-    // A service error's own code and message say it all; transport errors need their whole chain.
-    let message = match (&code, err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.clone(),
-        _ => DisplayErrorContext(&err).to_string(),
-    };
-    AwsError::new(operation, code.as_deref(), message)
+    AwsError::from_sdk(operation, &err)
 }
 
 /// `Ok(None)` for `NoSuchEntity`, the error otherwise.

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod act;
+pub mod advice;
 pub mod audit;
 pub mod cloudtrail;
 pub mod dispatch;
@@ -30,7 +31,7 @@ pub use cloudtrail::SdkCloudTrail;
 pub use error::{AwsError, AwsErrorKind, GuardError};
 pub use iam::SdkIam;
 pub use ledger::DynamoLedger;
-pub use sdk::{SdkSettings, sdk_config};
+pub use sdk::{SdkConfigError, SdkSettings, sdk_config};
 pub use service::{Consistency, Guard};
 pub use sns::SdkSns;
 pub use sqs::SdkSweepQueue;

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use aws_config::Region;
+use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
@@ -67,11 +69,65 @@ impl Default for SdkSettings {
     }
 }
 
+/// IAM is global and its events reach EventBridge only in us-east-1, where KeyGuard is deployed: the region of the
+/// calls when none is configured.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Why the SDK configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdkConfigError {
+    /// A region that cannot exist (a typo such as `us-east1`): without this check it fails later as an unreachable
+    /// host, or not at all behind a custom endpoint.
+    #[error(
+        "the AWS region {region:?} (from AWS_REGION, AWS_DEFAULT_REGION or the profile) is not a region name. Set it \
+         to one like us-east-1 (KeyGuard's own region; `aws account list-regions` lists the others)"
+    )]
+    BadRegion { region: String },
+    /// No region is configured where one cannot be guessed (`needed_for` says what needs it).
+    #[error("no AWS region is set, and {needed_for} needs one. Set AWS_REGION, or `region` in the profile")]
+    NoRegion { needed_for: &'static str },
+}
+
 /// Loads the SDK configuration the standard way (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`, region,
 /// credentials chain) with KeyGuard's timeouts and retries ([`SdkSettings::DEPLOYED`]). These replace the SDK's
-/// `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE`, so that every deployment waits and retries the same way.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    SdkSettings::DEPLOYED.apply(aws_config::defaults(aws_config::BehaviorVersion::latest())).load().await
+/// `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE`, so that every deployment waits and retries the same way. Without a
+/// configured region the calls go to [`DEFAULT_REGION`]; a configured region must be a region name.
+pub async fn sdk_config() -> Result<aws_config::SdkConfig, SdkConfigError> {
+    let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
+    let sdk = SdkSettings::DEPLOYED.apply(aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region));
+    checked(sdk.load().await)
+}
+
+/// As [`sdk_config`], for calls whose region cannot be guessed (an Athena table's): no region is an error naming
+/// `needed_for`.
+pub async fn sdk_config_requiring_region(needed_for: &'static str) -> Result<aws_config::SdkConfig, SdkConfigError> {
+    let sdk = SdkSettings::DEPLOYED.apply(aws_config::defaults(aws_config::BehaviorVersion::latest())).load().await;
+    if sdk.region().is_none() {
+        return Err(SdkConfigError::NoRegion { needed_for });
+    }
+    checked(sdk)
+}
+
+fn checked(sdk: aws_config::SdkConfig) -> Result<aws_config::SdkConfig, SdkConfigError> {
+    match sdk.region() {
+        Some(region) if !is_region_name(region.as_ref()) => {
+            Err(SdkConfigError::BadRegion { region: region.as_ref().to_string() })
+        }
+        _ => Ok(sdk),
+    }
+}
+
+/// Whether `name` has the shape of every AWS region name in every partition: two letters, one or more words,
+/// a number (`us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-northwest-1`, `us-isob-east-1`). A list of the
+/// regions themselves would go stale; the shape does not.
+pub fn is_region_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let letters = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && letters(parts[0])
+        && parts[1..parts.len() - 1].iter().all(|p| letters(p))
+        && parts.last().is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -121,5 +177,27 @@ mod tests {
         assert_eq!(retries.max_attempts(), 4);
         assert_eq!(retries.initial_backoff(), Duration::from_millis(30));
         assert_eq!(retries.max_backoff(), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn region_names_are_told_from_typos() {
+        for good in ["us-east-1", "eu-central-2", "ap-southeast-5", "us-gov-west-1", "cn-northwest-1", "us-isob-east-1"]
+        {
+            assert!(is_region_name(good), "{good}");
+        }
+        for bad in ["us-east1", "useast1", "US-EAST-1", "us-east-", "mars-1", "us east 1", "us-east-1a", "", "local"] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_configured_region_must_be_a_region_name() {
+        let with = |region: &str| aws_config::SdkConfig::builder().region(Region::new(region.to_string())).build();
+        assert!(checked(with("eu-west-1")).is_ok());
+        let e = checked(with("eu-west1")).unwrap_err();
+        assert_eq!(e, SdkConfigError::BadRegion { region: "eu-west1".into() });
+        assert!(e.to_string().contains("\"eu-west1\"") && e.to_string().contains("us-east-1"), "{e}");
+        // No region at all is left to the caller (sdk_config defaults it, sdk_config_requiring_region refuses).
+        assert!(checked(aws_config::SdkConfig::builder().build()).is_ok());
     }
 }

@@ -345,9 +345,12 @@ fn injected(op: Op, kind: AwsErrorKind, nth: u32) -> AwsError {
         AwsErrorKind::NotFound => "NoSuchEntity",
         AwsErrorKind::Throttled => "Throttling",
         AwsErrorKind::AccessDenied => "AccessDenied",
-        AwsErrorKind::Other => "ServiceFailure",
+        // The caller's environment (credentials, region, network) has no error code of its own: the kind says it.
+        _ => "ServiceFailure",
     };
-    AwsError::new(op.name(), Some(code), format!("{code}: injected by the twin (call {nth})"))
+    let mut e = AwsError::new(op.name(), Some(code), format!("{code}: injected by the twin (call {nth})"));
+    e.kind = kind;
+    e
 }
 
 /// A secret access key's shape: 40 characters of the base64 alphabet (splitmix64 of a counter: deterministic).

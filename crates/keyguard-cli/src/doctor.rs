@@ -49,7 +49,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<bool> {
         member_role: args.member_role,
         live: args.live.then(|| LiveOptions { timeout: args.live_timeout, ..LiveOptions::default() }),
     };
-    let sdk = keyguard_aws::sdk_config().await;
+    let sdk = keyguard_aws::sdk_config().await?;
     let report = Doctor::new(&sdk).run(&options).await;
     match args.format {
         Format::Text => print!("{}", report.to_text()),

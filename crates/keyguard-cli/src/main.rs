@@ -23,6 +23,10 @@ use serde_json::json;
     about = "CIS AWS Foundations 1.11: no access keys at the initial setup of console users"
 )]
 struct Cli {
+    /// Also log what the AWS SDK tried (credential providers, regions, each failed call's full report) to stderr.
+    /// RUST_LOG overrides it.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -142,14 +146,7 @@ impl PolicyArgs {
 /// The configuration from `flag(name)` first, then the environment; `mode` replaces KEYGUARD_MODE when given, after
 /// checking the environment's value.
 fn config_with(mode: Option<Mode>, flag: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-    if let Ok(value) = std::env::var("KEYGUARD_MODE")
-        && !value.trim().is_empty()
-    {
-        value
-            .parse::<Mode>()
-            .map_err(|problem| keyguard_core::ConfigError { variable: "KEYGUARD_MODE", problem })
-            .context("configuration")?;
-    }
+    // The environment's KEYGUARD_MODE was checked in `run`, with every other variable.
     let config = Config::from_lookup(|name| {
         if name == "KEYGUARD_MODE" && mode.is_some() {
             return mode.map(|m| m.as_str().to_string());
@@ -199,19 +196,33 @@ struct AuditArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    keyguard_aws::logging::init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    keyguard_aws::logging::init_cli(cli.verbose);
+    match run(cli).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("keyguard: {e:#}");
+            eprintln!("keyguard: {}", error_line(&e));
             ExitCode::from(2)
         }
     }
 }
 
+/// The one line for an error that stopped a command: for a failed AWS call, what to do about it
+/// (keyguard_aws::advice); otherwise the error and its context.
+fn error_line(e: &anyhow::Error) -> String {
+    let setting = keyguard_aws::advice::Setting::of(None);
+    match keyguard_aws::advice::advise_chain(e.chain(), &setting) {
+        Some(advice) => advice.to_string(),
+        None => format!("{e:#}"),
+    }
+}
+
 /// Ok(true) when every event was handled (handle), or nothing was flagged (audit, replay).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
+    // A typo in any KEYGUARD_* variable is an error in every command, even where a flag or the command replaces it.
+    keyguard_core::config::check_settings(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .context("configuration")?;
     match cli.command {
         Command::Permissions { member, doctor, live } => {
             let actions = if doctor {
@@ -225,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Ledger { command: LedgerCommand::Create { table } } => {
-            let sdk = keyguard_aws::sdk_config().await;
+            let sdk = keyguard_aws::sdk_config().await?;
             keyguard_aws::DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), &table).create_table().await?;
             eprintln!("keyguard: ledger table {table} ready (set KEYGUARD_LEDGER_TABLE={table})");
             Ok(true)
@@ -258,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 async fn handle(apply: bool, files: &[PathBuf]) -> anyhow::Result<bool> {
     // Without --apply the CLI is a dry run, whatever KEYGUARD_MODE says, and needs no topic.
     let config = config_with(if apply { None } else { Some(Mode::DryRun) }, |_| None)?;
-    let sdk = keyguard_aws::sdk_config().await;
+    let sdk = keyguard_aws::sdk_config().await?;
     let guard = keyguard_aws::sdk_guard(&config, &sdk).await?;
     let mut all_ok = true;
     for file in files {
@@ -267,6 +278,10 @@ async fn handle(apply: bool, files: &[PathBuf]) -> anyhow::Result<bool> {
                 Ok(event) => match guard.handle(&event).await {
                     // Serialized from the struct, so the fields keep their documented order.
                     Ok(report) => serde_json::to_string(&report)?,
+                    // No credentials, region or network: every event would fail the same way; stop with the fix.
+                    Err(keyguard_aws::GuardError::Aws { source, .. }) if source.kind.affects_every_call() => {
+                        return Err(source.into());
+                    }
                     Err(e) => {
                         all_ok = false;
                         json!({"source": item.source, "event_id": event_id(&event), "error": e.to_string(),
@@ -300,7 +315,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
             keyguard_core::Scope::Listed { role, accounts: args.accounts.clone() }
         };
     }
-    let sdk = keyguard_aws::sdk_config().await;
+    let sdk = keyguard_aws::sdk_config().await?;
     let guard = keyguard_aws::sdk_guard(&config, &sdk).await?;
     let accounts = match config.scope {
         keyguard_core::Scope::Own => vec![guard.accounts().own().await?],
@@ -346,8 +361,13 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    // One account that could not be read at all: its error, as the one line with its fix, and no empty report.
+    if let [(_, Err(e))] = results.as_slice() {
+        return Err(e.clone().into());
+    }
     let mut rows = Vec::new();
     let mut failures = Vec::new();
+    let setting = keyguard_aws::advice::Setting::of(Some(&sdk));
     for (account, result) in results {
         match result {
             Ok(outcome) => {
@@ -358,7 +378,11 @@ async fn audit(args: AuditArgs) -> anyhow::Result<bool> {
                 }));
                 rows.extend(outcome.rows);
             }
-            Err(e) => failures.push(AuditFailure { account, user: None, error: e.to_string() }),
+            Err(e) => failures.push(AuditFailure {
+                account,
+                user: None,
+                error: keyguard_aws::advice::advise(&e, &setting).to_string(),
+            }),
         }
     }
     let report = ReportContext {

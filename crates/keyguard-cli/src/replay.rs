@@ -57,7 +57,13 @@ pub async fn run(args: &ReplayArgs, policy: &Policy) -> anyhow::Result<Replayed>
         sources.push(Box::new(LocalPaths::new(local)?));
     }
     if !remote.is_empty() || args.athena.is_some() {
-        let sdk = keyguard_aws::sdk_config().await;
+        // An Athena table is queried in its own region, which only the configuration can say (no us-east-1 default).
+        let sdk = match args.athena {
+            Some(_) => keyguard_aws::sdk::sdk_config_requiring_region("replay --athena").await?,
+            None => keyguard_aws::sdk_config().await?,
+        };
+        // Without usable credentials every object would fail on its own: one error with its fix instead.
+        keyguard_aws::AwsError::check_credentials(&sdk).await?;
         for url in remote {
             sources.push(Box::new(S3Prefix::new(&sdk, url, args.downloads)?));
         }

@@ -202,6 +202,54 @@ impl Config {
     }
 }
 
+/// Every variable [`Config::from_lookup`] reads.
+pub const VARIABLES: &[&str] = &[
+    "KEYGUARD_MODE",
+    "KEYGUARD_SETUP_WINDOW",
+    "KEYGUARD_TOPIC_ARN",
+    "KEYGUARD_EXEMPT_TAG",
+    "KEYGUARD_EXEMPT_TAG_VALUE",
+    "KEYGUARD_EXEMPT_PATHS",
+    "KEYGUARD_EXEMPT_USERS",
+    "KEYGUARD_EXEMPT_CREATORS",
+    "KEYGUARD_RECONCILE",
+    "KEYGUARD_MAX_DEACTIVATIONS",
+    "KEYGUARD_LEDGER_TABLE",
+    "KEYGUARD_MEMBER_ROLE",
+    "KEYGUARD_ACCOUNTS",
+    "KEYGUARD_SWEEP_QUEUE_URL",
+    "KEYGUARD_SECURITY_HUB",
+    "KEYGUARD_CHAT_TOPIC_ARN",
+];
+
+/// Checks one setting's value on its own: its syntax, not how it combines with the others (a topic the mode needs,
+/// a role the accounts need). A command whose flag replaces a variable, or that reads none, still rejects a typo in
+/// the environment with this.
+pub fn check_setting(variable: &'static str, value: &str) -> Result<(), ConfigError> {
+    if variable == "KEYGUARD_MODE" {
+        return value.parse::<Mode>().map(|_| ()).map_err(|e| bad(variable, e));
+    }
+    // The rules live in `from_lookup`, once: run it with this value alone, in dry-run (which needs no topic) and
+    // with a member role (which the accounts need), so that only this value can be wrong.
+    Config::from_lookup(|name| match name {
+        _ if name == variable => Some(value.to_string()),
+        "KEYGUARD_MODE" => Some(Mode::DryRun.as_str().to_string()),
+        "KEYGUARD_MEMBER_ROLE" => Some("KeyGuardMember".to_string()),
+        _ => None,
+    })
+    .map(|_| ())
+}
+
+/// [`check_setting`] for every variable `get` has a value for.
+pub fn check_settings(get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    for &variable in VARIABLES {
+        if let Some(value) = get(variable) {
+            check_setting(variable, &value)?;
+        }
+    }
+    Ok(())
+}
+
 /// `10m`, `90s`, `1h 30m` (humantime's syntax); a bare number is seconds.
 pub fn parse_window(text: &str) -> Result<TimeDelta, String> {
     let std_duration = match text.parse::<u64>() {
@@ -374,5 +422,54 @@ mod tests {
         assert_eq!(parse_window("1h 30m"), Ok(TimeDelta::minutes(90)));
         assert_eq!(parse_window("45"), Ok(TimeDelta::seconds(45)));
         assert!(parse_window("-5s").is_err());
+    }
+
+    #[test]
+    fn settings_are_checked_one_by_one() {
+        // Each value alone: what it combines with does not matter here.
+        assert_eq!(check_setting("KEYGUARD_MODE", "notify"), Ok(()), "a topic is another variable's business");
+        assert_eq!(check_setting("KEYGUARD_ACCOUNTS", "111122223333"), Ok(()), "so is the role");
+        for (variable, value) in [
+            ("KEYGUARD_MODE", "loud"),
+            ("KEYGUARD_SETUP_WINDOW", "soon"),
+            ("KEYGUARD_TOPIC_ARN", "keyguard"),
+            ("KEYGUARD_EXEMPT_PATHS", "service/"),
+            ("KEYGUARD_EXEMPT_USERS", "a[b"),
+            ("KEYGUARD_EXEMPT_CREATORS", "arn:[x"),
+            ("KEYGUARD_RECONCILE", "yes"),
+            ("KEYGUARD_MAX_DEACTIVATIONS", "many"),
+            ("KEYGUARD_LEDGER_TABLE", "a"),
+            ("KEYGUARD_MEMBER_ROLE", "arn:aws:iam::111122223333:role/KeyGuardMember"),
+            ("KEYGUARD_ACCOUNTS", "1234"),
+            ("KEYGUARD_SWEEP_QUEUE_URL", "sweep"),
+            ("KEYGUARD_SECURITY_HUB", "maybe"),
+            ("KEYGUARD_CHAT_TOPIC_ARN", "chat"),
+        ] {
+            let e = check_setting(variable, value).unwrap_err();
+            assert_eq!(e.variable, variable, "{value}: {e}");
+        }
+        let env: HashMap<&str, &str> = [("KEYGUARD_MODE", "notify"), ("KEYGUARD_SETUP_WINDOW", "10 fortnights")].into();
+        let e = check_settings(|name| env.get(name).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(e.variable, "KEYGUARD_SETUP_WINDOW");
+    }
+
+    #[test]
+    fn the_list_of_variables_is_what_the_configuration_reads() {
+        let read = std::cell::RefCell::new(Vec::new());
+        // A configuration that is valid to the end, so that every variable is read.
+        let config = Config::from_lookup(|name| {
+            read.borrow_mut().push(name.to_string());
+            match name {
+                "KEYGUARD_MODE" => Some(Mode::DryRun.as_str().to_string()),
+                _ => None,
+            }
+        });
+        assert!(config.is_ok(), "{config:?}");
+        let mut read = read.into_inner();
+        read.sort();
+        read.dedup();
+        let mut listed: Vec<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+        listed.sort();
+        assert_eq!(read, listed);
     }
 }

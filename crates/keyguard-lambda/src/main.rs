@@ -16,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     keyguard_aws::metrics::describe();
     // A bad setting stops start-up here, naming the variable (Lambda reports it as an init error).
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let sdk = keyguard_aws::sdk_config().await;
+    let sdk = keyguard_aws::sdk_config().await.inspect_err(|e| tracing::error!(error = %e, "bad AWS settings"))?;
     let guard =
         keyguard_aws::sdk_guard(&config, &sdk).await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     tracing::info!(
