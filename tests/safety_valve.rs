@@ -4,7 +4,6 @@
 //! on moto through the built binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 use chrono::TimeDelta;
 use keyguard_core::{Action, Alert, Verdict};
 use keyguard_tests::twin::{guard, role, twin};
