@@ -1,8 +1,10 @@
 //! `make bench` (guard and audit part): figures with a baseline from the same run, never asserted.
 //!
 //! - binary sizes (release `bootstrap`, and the arm64 package when `make build` made one);
-//! - cold start to ready of the release `bootstrap`, against spawning `/bin/true`;
-//! - per-event latency and IAM calls per event of the Guard on moto, against one bare GetUser;
+//! - cold start to ready of the release `bootstrap`, against a minimal `lambda_runtime` function built with the same
+//!   profile (examples/bench_floor: the floor) and spawning `/bin/true`;
+//! - per-event latency and IAM calls per event of the Guard on moto, against the floor of two round trips (the three
+//!   reads side by side, then the SNS publish) and one bare GetUser;
 //! - peak memory of `keyguard handle` (release) on a batch of events;
 //! - audit of 1,000 and 10,000 users on moto: wall time and API calls, with the credential report against
 //!   reading every user (`--no-credential-report`, the baseline).
@@ -62,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "-q", "-p", "keyguard-lambda", "-p", "keyguard-cli"])
+        .args(["-p", "keyguard-tests", "--example", "bench_floor"])
         .current_dir(repo())
         .status()?;
     anyhow::ensure!(status.success(), "release build");
@@ -79,11 +82,21 @@ async fn main() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     println!("\n## Cold start to ready (20 runs each, median)");
     let mut spawn = Vec::new();
+    let mut floor = Vec::new();
     let mut ready = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
         Command::new("true").status()?;
         spawn.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let out = Command::new(release("examples/bench_floor"))
+            .env_clear()
+            .envs(aws_env(&moto.endpoint))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()?;
+        floor.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(String::from_utf8_lossy(&out.stderr).contains("floor ready"), "bench_floor did not start");
         let t = Instant::now();
         // Without AWS_LAMBDA_RUNTIME_API the runtime stops right after start-up: we time up to "keyguard ready".
         let out = Command::new(release("bootstrap"))
@@ -98,9 +111,10 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(String::from_utf8_lossy(&output.stderr).contains("keyguard ready"), "bootstrap did not start");
         ready.push(elapsed);
     }
-    let (s, r) = (median(spawn), median(ready));
-    println!("spawn /bin/true (baseline)   {s:8.2} ms");
-    println!("bootstrap to ready and exit  {r:8.2} ms   ({:.1}x baseline)", r / s);
+    let (s, f, r) = (median(spawn), median(floor), median(ready));
+    println!("spawn /bin/true              {s:8.2} ms");
+    println!("minimal lambda_runtime fn    {f:8.2} ms   (the floor: examples/bench_floor, same release profile)");
+    println!("bootstrap to ready and exit  {r:8.2} ms   ({:.1}x the floor)", r / f);
 
     let sdk = moto.sdk().await;
     let iam = Iam::new(&sdk);
@@ -109,8 +123,10 @@ async fn main() -> anyhow::Result<()> {
     let alerts = AlertSink::new(&sdk).await?;
     let admin = Caller::IamUser("jordan.admin".into());
     let mut events = Vec::new();
+    let mut names = Vec::new();
     for _ in 0..events_n {
         let name = unique("bench");
+        names.push(name.clone());
         iam.create_user(&admin, &name, None, &[]).await?;
         iam.create_password(&admin, &name).await?;
         events.push(iam.create_key(&admin, &name).await?.event);
@@ -130,6 +146,19 @@ async fn main() -> anyhow::Result<()> {
         iam.client.get_user().user_name("jordan.admin").send().await.ok();
         bare.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    // The floor of one event: the guard's two round trips done bare, the three reads side by side, then the publish.
+    let sns_client = aws_sdk_sns::Client::new(&sdk);
+    let mut two_trips = Vec::new();
+    for name in &names {
+        let t = Instant::now();
+        let _ = tokio::join!(
+            iam.client.get_user().user_name(name).send(),
+            iam.client.get_login_profile().user_name(name).send(),
+            iam.client.list_access_keys().user_name(name).send()
+        );
+        sns_client.publish().topic_arn(&alerts.topic_arn).message("bench floor").send().await?;
+        two_trips.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     let mut latency = Vec::new();
     let before = counted.calls();
     for e in &events {
@@ -140,7 +169,17 @@ async fn main() -> anyhow::Result<()> {
     let calls = (counted.calls() - before) as f64 / events_n as f64;
     let (b, m) = (median(bare.clone()), median(latency.clone()));
     println!("one GetUser (baseline)       median {b:7.2} ms  p95 {:7.2} ms", p95(bare));
-    println!("guard.handle                 median {m:7.2} ms  p95 {:7.2} ms  ({:.1}x baseline)", p95(latency), m / b);
+    let f = median(two_trips.clone());
+    println!(
+        "two round trips (the floor)  median {f:7.2} ms  p95 {:7.2} ms  (3 reads side by side, then Publish)",
+        p95(two_trips)
+    );
+    println!(
+        "guard.handle                 median {m:7.2} ms  p95 {:7.2} ms  ({:.1}x one GetUser, {:.1}x the floor)",
+        p95(latency),
+        m / b,
+        m / f
+    );
     println!(
         "IAM calls per event          {calls:.2} (GetUser, GetLoginProfile, ListAccessKeys concurrently) + 1 SNS Publish"
     );
