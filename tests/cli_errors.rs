@@ -138,9 +138,9 @@ async fn a_denied_action_is_named_with_the_principal() {
     let iam = aws_sdk_iam::Client::new(&moto.sdk().await);
     let user = unique("auditor");
     iam.create_user().user_name(&user).send().await.unwrap();
-    // Allowed to say who it is, not to list users.
-    let policy = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity",
-                     "Resource": "*"}]}"#;
+    // Allowed to say who it is and read the account's alias, not to list users (neither way).
+    let policy = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                     "Action": ["sts:GetCallerIdentity", "iam:ListAccountAliases"], "Resource": "*"}]}"#;
     iam.put_user_policy().user_name(&user).policy_name("whoami").policy_document(policy).send().await.unwrap();
     let key = iam.create_access_key().user_name(&user).send().await.unwrap().access_key.unwrap();
     enforce_iam_policies(&moto.endpoint);
@@ -167,14 +167,18 @@ async fn a_denied_action_is_named_with_the_principal() {
 async fn throttling_after_the_retries_says_to_try_again_with_less_concurrency() {
     let moto = Moto::shared();
     let proxy = FaultProxy::start(&moto.endpoint).await.unwrap();
-    proxy.install(Schedule::none().on_action(IAM, "ListUsers", When::Always, Fault::Throttle));
+    // The audit lists users with GetAccountAuthorizationDetails (ListUsers only where that is denied).
+    proxy.install(Schedule::none().on_action(IAM, "GetAccountAuthorizationDetails", When::Always, Fault::Throttle));
     let env = aws_env(&proxy.endpoint);
     let out =
         tokio::task::spawn_blocking(move || run_keyguard(&["audit", "--no-credential-report"], &env)).await.unwrap();
     let line = one_line(&out);
-    assert!(line.contains("AWS throttled iam:ListUsers and 5 attempts did not get through"), "{line}");
+    assert!(
+        line.contains("AWS throttled iam:GetAccountAuthorizationDetails and 5 attempts did not get through"),
+        "{line}"
+    );
     assert!(line.contains("--concurrency"), "{line}");
-    let tried = proxy.take_seen().iter().filter(|s| s.action == "ListUsers").count();
+    let tried = proxy.take_seen().iter().filter(|s| s.action == "GetAccountAuthorizationDetails").count();
     assert_eq!(tried, 5, "the SDK's attempts");
 }
 

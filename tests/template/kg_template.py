@@ -437,6 +437,7 @@ MEMBER_ROLES = "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"
 ACCOUNT_LEVEL_ACTIONS: frozenset[str] = frozenset(
     {
         "iam:GenerateCredentialReport",
+        "iam:GetAccountAuthorizationDetails",
         "iam:GetCredentialReport",
         "iam:ListUsers",
         "iam:ListAccountAliases",

@@ -1,8 +1,13 @@
 //! The audit: the rule over the account's current state, for `keyguard audit` and the Lambda's scheduled sweep.
 //!
-//! The credential report narrows the account down in a couple of calls; only users who may have a setup key
-//! (a password, and a key within the window of the user) are then read like the guard reads one user (GetUser,
-//! GetLoginProfile, ListAccessKeys), with bounded concurrency. Without a report, every listed user is read.
+//! Calls grow with the findings, not with the users. Two account-wide reads come first, side by side: the user
+//! listing (GetAccountAuthorizationDetails: paths and tags, 1,000 users a page, so that exemptions are known before
+//! any per-user read) and the credential report (each user's creation and password, each key's creation, status and
+//! last use). The report's age decides what it settles ([`CredentialReport::plan`] writes the rules out); most
+//! users then need no call of their own. A user the report flags costs ListAccessKeys (the key ids, the status now),
+//! and GetLoginProfile only where the password's date decides a verdict the report's dates cannot settle.
+//! GetAccessKeyLastUsed is read only when `--apply` must decide and the report cannot tell. Without a report
+//! (`--no-credential-report`, the benchmark's baseline; or none to be had) every user is read as the guard reads one.
 //! The creator is known only when the ledger remembers the key's `CreateAccessKey` event (or with
 //! `--with-creators`, from CloudTrail's history); otherwise a key created after the password is `suspect`.
 
@@ -12,15 +17,15 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use keyguard_core::alert::AlertKind;
 use keyguard_core::{
-    Action, AlertFacts, AuditRow, Finding, KeyState, Mode, Principal, ReportUser, UserState, Verdict, decide_key,
-    parse_credential_report,
+    Action, AlertFacts, AuditRow, CredentialReport, Finding, KeyState, Mode, Plan, Principal, Reason, ReportAge,
+    ReportUser, UserState, Verdict, decide_key, order_settled, parse_credential_report,
 };
 use tracing::{info, warn};
 
 use crate::accounts::Accounts;
 use crate::act::{Actor, KeyCase, Valve};
 use crate::error::AwsError;
-use crate::ports::{AccountReader, AlertPublisher, CreatorLookup, IamReader, Ledger, SweepQueue, read_user};
+use crate::ports::{AccountReader, AlertPublisher, CreatorLookup, IamReader, Ledger, SweepQueue, UserRecord};
 use crate::service::Guard;
 
 /// Names the sweep in logs and alerts, where an event id would stand.
@@ -37,7 +42,8 @@ pub struct Options {
     pub dry_run: bool,
     /// In `deactivate` mode, deactivate (`audit --apply`, `KEYGUARD_RECONCILE=apply`); otherwise report only.
     pub may_deactivate: bool,
-    /// Narrow the account down with the credential report (false: read every user; the benchmark's baseline).
+    /// Settle what the credential report can (false: read every user as the guard reads one, GetUser included;
+    /// the benchmark's baseline).
     pub credential_report: bool,
     /// Deactivate a violating key whose creator is unknown (`keyguard audit --apply`, an operator's decision).
     /// The unattended sweep does not: such a key may be an exempt provisioner's or the user's own.
@@ -67,9 +73,10 @@ pub struct Outcome {
     pub account_alias: Option<String>,
     pub rows: Vec<AuditRow>,
     pub users: usize,
-    /// Users read one by one (those who may be affected, or all of them without a report).
+    /// Users read one by one (those the report flags or cannot speak for; all of them without a report).
     pub users_read: usize,
-    pub used_credential_report: bool,
+    /// The credential report used, by its age; None without one.
+    pub report: Option<ReportAge>,
     pub seconds: f64,
     /// Users that could not be read or acted on (the others are still audited).
     pub errors: Vec<String>,
@@ -94,23 +101,37 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
     ) -> Result<Outcome, AwsError> {
         let started = Instant::now();
         let iam = self.accounts.iam(account).await?;
-        // ListUsers is cheap (1,000 users a page) and always current; the report may be up to 4 hours old.
-        let listed = iam.list_users().await?;
-        let report = if options.credential_report { iam.credential_report().await? } else { None };
-        let parsed = report.and_then(|(csv, generated)| match parse_credential_report(&csv) {
-            Ok(users) => Some((users, generated)),
+        let report = async { if options.credential_report { iam.credential_report().await } else { Ok(None) } };
+        let (listing, report, alias) = tokio::join!(iam.users(), report, self.accounts.alias(account));
+        let listing = listing?;
+        let report = report?.and_then(|doc| match parse_credential_report(&doc.csv) {
+            Ok(users) => Some(CredentialReport::new(users, doc.generated, doc.fresh)),
             Err(e) => {
                 warn!(account, error = %e, "credential report unreadable: reading every user instead");
                 None
             }
         });
-        let used_report = parsed.is_some();
-        let (mut rows, to_read) = match parsed {
-            None => (Vec::new(), listed.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>()),
-            Some((report, generated)) => self.split_by_report(account, report, generated, &listed),
-        };
-        let alias = self.accounts.alias(account).await;
-        let users = listed.len();
+        // A user read live is read with GetUser too where the listing has no tags, and always without a report
+        // (reading every user exactly as the guard reads one: the baseline the benchmark compares with).
+        let get_user = !listing.tags || !options.credential_report;
+        // Inactive setup keys are read where the report's "compliant (already inactive)" may not be the last word:
+        // with a ledger, which may owe an alert for one (the act step re-sends it); without the tags, which may
+        // exempt the user (an exempt key is reported, inactive or not).
+        let read_inactive = self.ledger.is_some() || !listing.tags;
+        let users = listing.users.len();
+        let mut rows = Vec::new();
+        let mut to_read = Vec::new();
+        for record in listing.users {
+            let view = record.clone().into_state(None, None);
+            let line = report.as_ref().and_then(|r| r.line(&view)).cloned();
+            let plan = report.as_ref().map_or(Plan::Everything, |r| r.plan(&view, self.policy(), read_inactive));
+            match (plan, line) {
+                (Plan::Settled, Some(line)) => {
+                    rows.extend(line.rows(self.policy(), account, &view, line.password_enabled))
+                }
+                (plan, line) => to_read.push(UserRead { record, plan, line }),
+            }
+        }
         let total = to_read.len();
         let mut done = 0;
         progress(done, total);
@@ -123,11 +144,13 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
         } else if !options.may_deactivate && actor.mode == Mode::Deactivate {
             actor.mode = Mode::Notify;
         }
-        let context = AuditContext { account, alias: alias.as_deref(), iam: &iam, actor: &actor, creators };
+        let report_age = report.as_ref().map(|r| r.age);
+        let context =
+            AuditContext { account, alias: alias.as_deref(), iam: &iam, actor: &actor, creators, get_user, report_age };
         let mut reads = stream::iter(to_read)
-            .map(|name| {
+            .map(|read| {
                 let context = &context;
-                async move { (name.clone(), self.audit_user(context, name).await) }
+                async move { (read.record.name.clone(), self.audit_user(context, read).await) }
             })
             .buffer_unordered(options.concurrency.max(1));
         // One user's failure must not cancel the others mid-action: every result is collected.
@@ -161,7 +184,7 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
             rows,
             users,
             users_read: total,
-            used_credential_report: used_report,
+            report: report_age,
             seconds: started.elapsed().as_secs_f64(),
             errors,
         };
@@ -169,7 +192,11 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
             account,
             users = outcome.users,
             users_read = outcome.users_read,
-            credential_report = outcome.used_credential_report,
+            credential_report = match outcome.report {
+                None => "none",
+                Some(ReportAge::Fresh) => "fresh",
+                Some(ReportAge::AsOf(_)) => "older",
+            },
             violations = outcome.count(Verdict::Violation),
             suspects = outcome.count(Verdict::Suspect),
             failures = outcome.errors.len(),
@@ -179,26 +206,60 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
         Ok(outcome)
     }
 
-    /// One user read in full: each key decided (with its creator from the ledger, or CloudTrail when asked), the
-    /// flagged ones looked up for use, then acted on.
+    /// One user read live, as far as `plan` needs: each key decided (with its creator from the ledger, or
+    /// CloudTrail when asked), then acted on.
     async fn audit_user<C: CreatorLookup>(
         &self,
         cx: &AuditContext<'_, '_, A::Iam, L, P, C>,
-        name: String,
+        read: UserRead,
     ) -> Result<Vec<AuditRow>, AwsError> {
-        let account = cx.account;
-        let (Some(user), password, keys) = read_user(cx.iam, &name).await? else {
+        let UserRead { record, plan, line } = read;
+        let (account, iam, name) = (cx.account, cx.iam, record.name.clone());
+        let view = record.clone().into_state(None, None);
+        let user = async { if cx.get_user { iam.get_user(&name).await } else { Ok(Some(record)) } };
+        let (user, password, keys) = match plan {
+            Plan::PasswordFirst => match (iam.get_login_profile(&name).await?, &line) {
+                // Still no password: the report's rows stand.
+                (None, Some(line)) => return Ok(line.rows(self.policy(), account, &view, false)),
+                (password, _) => {
+                    let (user, keys) = tokio::join!(user, iam.list_access_keys(&name));
+                    (user?, Password::Read(password), keys?)
+                }
+            },
+            Plan::Keys { password_set: Some(set) } => {
+                let (user, keys) = tokio::join!(user, iam.list_access_keys(&name));
+                (user?, Password::Set(set), keys?)
+            }
+            Plan::Keys { password_set: None } | Plan::Everything | Plan::Settled => {
+                let (user, password, keys) =
+                    tokio::join!(user, iam.get_login_profile(&name), iam.list_access_keys(&name));
+                (user?, Password::Read(password?), keys?)
+            }
+        };
+        let (Some(user), Some(keys)) = (user, keys) else {
             return Ok(Vec::new()); // deleted meanwhile
         };
-        let state = user.into_state(password, keys);
+        let mut state = user.into_state(password.date(), Some(keys));
         if state.keys.is_empty() {
             return Ok(AuditRow::for_user(self.policy(), account, &state, |_| None));
         }
         let records = self.records(account, &state).await?;
+        let creator_of = |id: &str| records.get(id).and_then(|r| r.creator.clone());
+        // The report's "password last set" stands in for the password's creation only where it settles the order
+        // of each key and the password; where a verdict depends on that order and it does not, GetLoginProfile tells.
+        if let Password::Set(set) = password
+            && state.keys.iter().any(|k| {
+                let reason = decide_key(self.policy(), &state, k, creator_of(&k.id).as_ref()).reason;
+                matches!(reason, Reason::SetupKeyBeforePassword { .. } | Reason::SetupKeyCreatorUnknown { .. })
+                    && !order_settled(state.created, set, k.created)
+            })
+        {
+            state.password_created = iam.get_login_profile(&name).await?;
+        }
         let mut rows = Vec::new();
         for key in &state.keys {
             let record = records.get(&key.id);
-            let mut creator = record.and_then(|r| r.creator.clone());
+            let mut creator = creator_of(&key.id);
             let mut finding = decide_key(self.policy(), &state, key, creator.as_ref());
             // Only flagged keys are looked up (CloudTrail allows 2 lookups a second): the creator turns a suspect
             // into a violation or a self-service key, and may exempt it.
@@ -213,21 +274,15 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
                 rows.push(AuditRow::from_finding(account, &state, &finding, creator_label));
                 continue;
             }
-            let last_used = cx.iam.key_last_used(&key.id).await?;
+            // The report's last use where it settles it; otherwise the act step reads it if it must decide.
+            let last_used = line.as_ref().zip(cx.report_age).and_then(|(line, age)| line.last_use(key.created, age));
             let facts = |f: &Finding, action: Action, note: Option<String>| {
                 audit_facts(self, account, cx.alias, &state, key, creator.as_ref(), f, action, note)
             };
-            let acted = cx
-                .actor
-                .act(
-                    cx.iam,
-                    &KeyCase { account, user: &state.name, record, last_used: Some(last_used) },
-                    finding,
-                    &facts,
-                )
-                .await?;
+            let acted =
+                cx.actor.act(iam, &KeyCase { account, user: &state.name, record, last_used }, finding, &facts).await?;
             let mut row = AuditRow::from_finding(account, &state, &acted.finding, creator_label);
-            row.last_used = last_used;
+            row.last_used = last_used.flatten();
             row.action = acted.action;
             if let Some(note) = acted.note {
                 row.reason = format!("{}; {note}", row.reason);
@@ -236,71 +291,30 @@ impl<A: Accounts, L: Ledger, P: AlertPublisher, Q: SweepQueue> Guard<A, L, P, Q>
         }
         Ok(rows)
     }
+}
 
-    /// Splits the listed users into rows the report settles and users to read. A user the report does not know,
-    /// or created too shortly before it was generated for all their setup keys to be in it, is read.
-    fn split_by_report(
-        &self,
-        account: &str,
-        report: Vec<ReportUser>,
-        generated: DateTime<Utc>,
-        listed: &[(String, DateTime<Utc>)],
-    ) -> (Vec<AuditRow>, Vec<String>) {
-        let window = self.policy().window;
-        let mut by_name: std::collections::HashMap<String, ReportUser> =
-            report.into_iter().map(|u| (u.user.to_lowercase(), u)).collect();
-        // A report lists only users who existed when it was generated, so it is at least as new as the newest of
-        // them (this also tells a bogus, fixed GeneratedTime from an emulator apart).
-        let newest_listed =
-            listed.iter().filter(|(n, _)| by_name.contains_key(&n.to_lowercase())).map(|(_, c)| *c).max();
-        let generated = newest_listed.map_or(generated, |newest| generated.max(newest));
-        let mut rows = Vec::new();
-        let mut to_read = Vec::new();
-        for (name, created) in listed {
-            match by_name.remove(&name.to_lowercase()) {
-                Some(u) if *created + window < generated && !u.may_be_affected(window) => {
-                    rows.extend(self.report_rows(account, &u))
-                }
-                _ => to_read.push(name.clone()),
-            }
-        }
-        (rows, to_read)
-    }
+/// One user to read live, what to read, and the report's line about them (if it has one).
+struct UserRead {
+    record: UserRecord,
+    plan: Plan,
+    line: Option<ReportUser>,
+}
 
-    /// Rows for a user the credential report already settles (no password, no key, or keys outside the window).
-    /// The report does not give key ids: `access_key_id` stays null for these.
-    fn report_rows(&self, account: &str, user: &ReportUser) -> Vec<AuditRow> {
-        let created = user.created.unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let state = UserState {
-            name: user.user.clone(),
-            user_id: None,
-            arn: Some(user.arn.clone()),
-            path: "/".into(),
-            created,
-            tags: Vec::new(),
-            // Only "has a password" matters for settled users; its time is never compared.
-            password_created: user.password_enabled.then_some(created),
-            keys: user
-                .keys
-                .iter()
-                .map(|(active, at)| KeyState { id: String::new(), created: *at, active: *active })
-                .collect(),
-        };
-        if state.keys.is_empty() {
-            return AuditRow::for_user(self.policy(), account, &state, |_| None);
+/// The password as the audit knows it.
+#[derive(Debug, Clone, Copy)]
+enum Password {
+    /// Read live (GetLoginProfile): its creation, None without one.
+    Read(Option<DateTime<Utc>>),
+    /// A fresh report's `password_last_changed`, which settles most keys' order ([`order_settled`]).
+    Set(DateTime<Utc>),
+}
+
+impl Password {
+    fn date(self) -> Option<DateTime<Utc>> {
+        match self {
+            Password::Read(date) => date,
+            Password::Set(set) => Some(set),
         }
-        state
-            .keys
-            .iter()
-            .map(|k| {
-                let finding = decide_key(self.policy(), &state, k, None);
-                let mut row =
-                    AuditRow::from_finding(account, &state, &Finding { access_key_id: None, ..finding }, None);
-                row.key_created = Some(k.created);
-                row.gap_seconds = Some(k.created.timestamp() - created.timestamp());
-                row
-            })
-            .collect()
     }
 }
 
@@ -311,6 +325,10 @@ struct AuditContext<'a, 'b, I, L, P, C> {
     iam: &'a I,
     actor: &'a Actor<'b, L, P>,
     creators: Option<&'a C>,
+    /// Read GetUser with each user read live (no tags in the listing, or reading every user).
+    get_user: bool,
+    /// The credential report's age, for what its last-use dates settle.
+    report_age: Option<ReportAge>,
 }
 
 #[allow(clippy::too_many_arguments)]

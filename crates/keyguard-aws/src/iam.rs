@@ -1,16 +1,16 @@
-//! The IAM adapter: [`IamReader`] and [`KeyDeactivator`] over `aws-sdk-iam`.
+//! The IAM adapter: [`IamReader`], [`KeyDeactivator`] and [`AccountReader`] over `aws-sdk-iam`.
 
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_sdk_iam::types::{ReportStateType, StatusType};
+use aws_sdk_iam::types::{EntityType, ReportStateType, StatusType};
 use chrono::{DateTime, Utc};
 use keyguard_core::KeyState;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::ports::{AccountReader, Deactivation, IamReader, KeyDeactivator, UserRecord};
+use crate::ports::{AccountReader, Deactivation, IamReader, KeyDeactivator, ReportDocument, UserListing, UserRecord};
 
 #[derive(Debug, Clone)]
 pub struct SdkIam {
@@ -145,10 +145,12 @@ impl KeyDeactivator for SdkIam {
 }
 
 impl AccountReader for SdkIam {
-    async fn credential_report(&self) -> Result<Option<(String, DateTime<Utc>)>, AwsError> {
-        // Generate (a no-op while a report younger than 4 hours exists), poll until complete, then fetch.
+    async fn credential_report(&self) -> Result<Option<ReportDocument>, AwsError> {
+        // Generate (a no-op while a report younger than 4 hours exists), poll until complete, then fetch. The first
+        // answer says whether this call started the report (`STARTED`) or found one made earlier.
         let started = std::time::Instant::now();
-        let mut pause = Duration::from_millis(250);
+        let mut pause = Duration::from_millis(100);
+        let mut fresh = None;
         loop {
             self.count();
             let generated = self.client.generate_credential_report().send().await;
@@ -157,50 +159,64 @@ impl AccountReader for SdkIam {
                 Err(e) => {
                     let e = aws_error("iam:GenerateCredentialReport", e);
                     if e.kind == AwsErrorKind::AccessDenied {
-                        tracing::warn!(error = %e, "no credential report: listing users instead");
+                        tracing::warn!(error = %e, "no credential report: reading every user instead");
                         return Ok(None);
                     }
                     return Err(e);
                 }
             };
+            let fresh = *fresh.get_or_insert(state == Some(ReportStateType::Started));
             if state == Some(ReportStateType::Complete) {
-                break;
+                return self.fetch_report(fresh).await;
             }
             if started.elapsed() > self.report_wait {
-                tracing::warn!("credential report not ready in time: listing users instead");
+                tracing::warn!("credential report not ready in time: reading every user instead");
                 return Ok(None);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(4));
         }
-        self.count();
-        let out = match self.client.get_credential_report().send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = aws_error("iam:GetCredentialReport", e);
-                tracing::warn!(error = %e, "credential report unreadable: listing users instead");
-                return if e.kind == AwsErrorKind::Throttled { Err(e) } else { Ok(None) };
-            }
-        };
-        let content = out.content().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-        let generated = out.generated_time().and_then(to_chrono);
-        Ok(String::from_utf8(content).ok().zip(generated))
     }
 
-    async fn list_users(&self) -> Result<Vec<(String, DateTime<Utc>)>, AwsError> {
-        let mut names = Vec::new();
-        let mut pages = self.client.list_users().into_paginator().send();
-        loop {
+    async fn users(&self) -> Result<UserListing, AwsError> {
+        let mut users = Vec::new();
+        let mut pages = self
+            .client
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .max_items(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
             self.count();
-            let Some(page) = pages.next().await else { break };
-            let page = page.map_err(|e| aws_error("iam:ListUsers", e))?;
-            for u in page.users() {
-                let created =
-                    to_chrono(u.create_date()).ok_or_else(|| missing("iam:ListUsers", "a valid CreateDate"))?;
-                names.push((u.user_name().to_string(), created));
+            let page = match page.map_err(|e| aws_error("iam:GetAccountAuthorizationDetails", e)) {
+                Ok(page) => page,
+                Err(e) if e.kind == AwsErrorKind::AccessDenied && users.is_empty() => {
+                    // Said only once the fallback worked: when ListUsers fails too, its error is the one line.
+                    let users = self.list_users().await?;
+                    tracing::warn!(error = %e, "listing users without their tags (ListUsers): grant \
+                        iam:GetAccountAuthorizationDetails to save a GetUser per user read");
+                    return Ok(UserListing { users, tags: false });
+                }
+                Err(e) => return Err(e),
+            };
+            for u in page.user_detail_list() {
+                let what = "a user name, id, ARN and CreateDate";
+                let op = "iam:GetAccountAuthorizationDetails";
+                let (Some(name), Some(created)) = (u.user_name(), u.create_date().and_then(to_chrono)) else {
+                    return Err(missing(op, what));
+                };
+                users.push(UserRecord {
+                    name: name.to_string(),
+                    user_id: u.user_id().unwrap_or_default().to_string(),
+                    arn: u.arn().unwrap_or_default().to_string(),
+                    path: u.path().unwrap_or("/").to_string(),
+                    created,
+                    tags: u.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+                });
             }
         }
-        Ok(names)
+        Ok(UserListing { users, tags: true })
     }
 
     async fn account_alias(&self) -> Result<Option<String>, AwsError> {
@@ -208,5 +224,50 @@ impl AccountReader for SdkIam {
         let out =
             self.client.list_account_aliases().send().await.map_err(|e| aws_error("iam:ListAccountAliases", e))?;
         Ok(out.account_aliases().first().cloned())
+    }
+}
+
+impl SdkIam {
+    /// GetCredentialReport, once GenerateCredentialReport says it is complete.
+    async fn fetch_report(&self, fresh: bool) -> Result<Option<ReportDocument>, AwsError> {
+        self.count();
+        let out = match self.client.get_credential_report().send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = aws_error("iam:GetCredentialReport", e);
+                tracing::warn!(error = %e, "credential report unreadable: reading every user instead");
+                return if e.kind == AwsErrorKind::Throttled { Err(e) } else { Ok(None) };
+            }
+        };
+        let content = out.content().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let generated = out.generated_time().and_then(to_chrono);
+        Ok(String::from_utf8(content).ok().zip(generated).map(|(csv, generated)| ReportDocument {
+            csv,
+            generated,
+            fresh,
+        }))
+    }
+
+    /// Every user without tags (ListUsers does not return them), 1,000 a page.
+    async fn list_users(&self) -> Result<Vec<UserRecord>, AwsError> {
+        let mut users = Vec::new();
+        let mut pages = self.client.list_users().max_items(1000).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            self.count();
+            let page = page.map_err(|e| aws_error("iam:ListUsers", e))?;
+            for u in page.users() {
+                let created =
+                    to_chrono(u.create_date()).ok_or_else(|| missing("iam:ListUsers", "a valid CreateDate"))?;
+                users.push(UserRecord {
+                    name: u.user_name().to_string(),
+                    user_id: u.user_id().to_string(),
+                    arn: u.arn().to_string(),
+                    path: u.path().to_string(),
+                    created,
+                    tags: Vec::new(),
+                });
+            }
+        }
+        Ok(users)
     }
 }

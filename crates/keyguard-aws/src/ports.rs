@@ -80,15 +80,41 @@ pub trait AlertPublisher: Send + Sync {
     fn publish(&self, alert: &Alert) -> impl Future<Output = Result<String, AwsError>> + Send;
 }
 
-/// Reads the whole account, for the audit and the scheduled sweep.
+/// The credential report as IAM gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportDocument {
+    pub csv: String,
+    /// `GetCredentialReport`'s `GeneratedTime`.
+    pub generated: DateTime<Utc>,
+    /// This reader's own `GenerateCredentialReport` call started the report (`STARTED`), so it was generated after
+    /// the call: it settles everything it shows ([`keyguard_core::ReportAge`]).
+    pub fresh: bool,
+}
+
+/// The account's users from one listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserListing {
+    pub users: Vec<UserRecord>,
+    /// The listing carries each user's tags (GetAccountAuthorizationDetails). ListUsers does not: then a user read
+    /// live is read with GetUser, for the tags its exemption may depend on.
+    pub tags: bool,
+}
+
+/// Reads the whole account, for the audit and the scheduled sweep: a fixed number of pages, whatever the findings.
 pub trait AccountReader: Send + Sync {
-    const ACTIONS: &'static [&'static str] =
-        &["iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListUsers", "iam:ListAccountAliases"];
-    /// The credential report (CSV) and when it was generated, generated and awaited; `Ok(None)` when it cannot be
-    /// had (not ready in time, or not permitted), in which case the audit reads every user.
-    fn credential_report(&self) -> impl Future<Output = Result<Option<(String, DateTime<Utc>)>, AwsError>> + Send;
-    /// Every user's name and creation time.
-    fn list_users(&self) -> impl Future<Output = Result<Vec<(String, DateTime<Utc>)>, AwsError>> + Send;
+    const ACTIONS: &'static [&'static str] = &[
+        "iam:GenerateCredentialReport",
+        "iam:GetAccountAuthorizationDetails",
+        "iam:GetCredentialReport",
+        "iam:ListAccountAliases",
+        "iam:ListUsers",
+    ];
+    /// The credential report, generated and awaited; `Ok(None)` when it cannot be had (not ready in time, or not
+    /// permitted), in which case the audit reads every user.
+    fn credential_report(&self) -> impl Future<Output = Result<Option<ReportDocument>, AwsError>> + Send;
+    /// Every user with their path and tags (GetAccountAuthorizationDetails, users only, 1,000 a page); where that
+    /// is denied (a role not updated yet), ListUsers, without tags.
+    fn users(&self) -> impl Future<Output = Result<UserListing, AwsError>> + Send;
     /// The account's alias, for alerts and reports; `Ok(None)` when it has none.
     fn account_alias(&self) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
 }

@@ -31,7 +31,7 @@ use crate::accounts::OneAccount;
 use crate::error::{AwsError, AwsErrorKind};
 use crate::ports::{
     AccountReader, AlertPublisher, Deactivation, Delivery, IamReader, KeyDeactivator, KeyRecord, Ledger, Outlet,
-    OwedAlert, SweepQueue, UserRecord,
+    OwedAlert, ReportDocument, SweepQueue, UserListing, UserRecord,
 };
 use crate::service::{Consistency, Guard};
 
@@ -842,13 +842,28 @@ impl KeyDeactivator for TwinIam {
 
 impl AccountReader for TwinIam {
     /// The twin has no credential report: the audit then reads every user, as when a report cannot be had.
-    async fn credential_report(&self) -> Result<Option<(String, DateTime<Utc>)>, AwsError> {
+    async fn credential_report(&self) -> Result<Option<ReportDocument>, AwsError> {
         self.twin.call(Op::CredentialReport, "", |_| Ok(None))
     }
 
-    async fn list_users(&self) -> Result<Vec<(String, DateTime<Utc>)>, AwsError> {
-        self.twin
-            .call(Op::ListUsers, "", |w| Ok(w.view().users.values().map(|u| (u.name.clone(), u.created)).collect()))
+    /// Every user with path and tags, as GetAccountAuthorizationDetails gives them (counted as `Op::ListUsers`).
+    async fn users(&self) -> Result<UserListing, AwsError> {
+        self.twin.call(Op::ListUsers, "", |w| {
+            let users = w
+                .view()
+                .users
+                .values()
+                .map(|u| UserRecord {
+                    name: u.name.clone(),
+                    user_id: u.user_id.clone(),
+                    arn: u.arn.clone(),
+                    path: u.path.clone(),
+                    created: u.created,
+                    tags: u.tags.clone(),
+                })
+                .collect();
+            Ok(UserListing { users, tags: true })
+        })
     }
 
     async fn account_alias(&self) -> Result<Option<String>, AwsError> {

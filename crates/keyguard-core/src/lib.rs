@@ -17,7 +17,10 @@ pub mod time;
 pub mod timeline;
 
 pub use alert::{Alert, AlertFacts, AlertKind, DigestFacts, DigestLine, ValveFacts};
-pub use audit::{AuditFailure, AuditRow, ReportUser, parse_credential_report};
+pub use audit::{
+    AuditFailure, AuditRow, CredentialReport, Plan, ReportAge, ReportKey, ReportUser, order_settled,
+    parse_credential_report,
+};
 pub use config::{Config, ConfigError, Mode, Scope};
 pub use event::{IamCall, Incoming, ParseError, Principal, parse_event, parse_record};
 pub use exempt::Exemptions;
