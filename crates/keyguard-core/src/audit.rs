@@ -226,11 +226,12 @@ pub struct CredentialReport {
 impl CredentialReport {
     /// `generated` is `GetCredentialReport`'s `GeneratedTime`; `fresh` when this audit's own call started it.
     pub fn new(mut users: Vec<ReportUser>, generated: DateTime<Utc>, fresh: bool) -> CredentialReport {
-        // IAM leaves `password_last_changed` N/A for a user without a password. A report that dates the password
-        // of a user who has none (moto 5.2.5 writes the user's creation there for every user) does not say when
-        // passwords were set: its column settles no order, and GetLoginProfile tells instead.
-        if users.iter().any(|u| !u.password_enabled && u.password_last_set.is_some()) {
-            users.iter_mut().for_each(|u| u.password_last_set = None);
+        // IAM leaves `password_last_changed` N/A for a user without a password; moto 5.2.5 writes the user's
+        // creation there for every user. A date for a password that does not exist means nothing and is dropped.
+        // For a user with a password it is when the password was last set (moto: the user's creation, which is
+        // also the CreateDate its GetLoginProfile gives), so it still bounds the password's creation from above.
+        for u in users.iter_mut().filter(|u| !u.password_enabled) {
+            u.password_last_set = None;
         }
         let newest = users.iter().filter_map(ReportUser::newest).max();
         let age =
@@ -525,16 +526,17 @@ svc-etl,arn:aws:iam::111122223333:user/service/svc-etl,2025-03-12T10:20:31+00:00
     }
 
     #[test]
-    fn a_report_dating_absent_passwords_settles_no_order() {
+    fn a_date_for_an_absent_password_is_dropped_and_a_present_ones_kept() {
         // moto 5.2.5 writes each user's creation as `password_last_changed`, password or not.
         let svc = format!(
             "svc,arn:aws:iam::111122223333:user/svc,{USER},false,not_supported,{USER},N/A,false,true,{SETUP},N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"
         );
         let maria = line("maria", USER, Some(USER), &[(true, SETUP, None)]);
         let csv = format!("{HEADER}\n{svc}\n{maria}\n");
-        let r = CredentialReport::new(parse_credential_report(&csv).unwrap(), t(LATER), true);
-        assert_eq!(r.plan(&listed("maria", USER, &[]), &policy(), false), Plan::Keys { password_set: None });
-        let r = report(&[maria], LATER, true);
+        let users = parse_credential_report(&csv).unwrap();
+        assert_eq!(users[0].password_last_set, Some(t(USER)), "as the report says");
+        let r = CredentialReport::new(users, t(LATER), true);
+        assert_eq!(r.line(&listed("svc", USER, &[])).unwrap().password_last_set, None, "no password, no date");
         assert_eq!(r.plan(&listed("maria", USER, &[]), &policy(), false), Plan::Keys { password_set: Some(t(USER)) });
     }
 
