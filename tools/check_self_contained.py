@@ -1,7 +1,7 @@
 """Fails when a tracked file (other than documentation) refers to a path outside the repository.
 
 A user clones only this repository: nothing in the build, the tests, the demo or the benchmarks may read a file
-beside it (such as the development checkout's `../shared`). Every relative path literal with `../` is resolved
+beside it (such as the development checkout's shared folder next to the repository). Every relative path literal with `../` is resolved
 from the repository root and from the file's own folder; it must stay inside the repository from both. Absolute
 paths into home or work folders are refused too. Run by `make lint`.
 """
@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Documentation may talk about the world outside; this checker names the patterns it refuses.
 SKIP_SUFFIXES = {".md", ".lock"}
 SKIP_FILES = {"tools/check_self_contained.py"}
-# A run of ../ followed by a name: ../shared/x, ../../y. A bare ".." or "../.." (the parent of a known folder, e.g.
+# A run of ../ followed by a name: ../x/y, ../../y. A bare ".." or "../.." (the parent of a known folder, e.g.
 # a crate's manifest folder) names no file and is not matched.
 RELATIVE = re.compile(r"(?<![\w.])((?:\.\./)+)([A-Za-z0-9_\-][\w\-./]*)")
 ABSOLUTE = re.compile(r"(?<![\w.])(/work/|/home/|/root/|/Users/)[\w\-./]*")
