@@ -10,6 +10,7 @@
 //! Every fact a later run needs to rebuild the finding (the sweep archives findings of keys that are gone) is kept
 //! in `ProductFields` under `keyguard/`, and read back by [`facts_from_product_fields`].
 
+use crate::text::clip;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -550,16 +551,6 @@ pub fn facts_from_product_fields(fields: &BTreeMap<String, String>) -> Option<Al
 /// ASFF timestamps: RFC 3339 in UTC with milliseconds.
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// At most `max` characters (ASFF counts characters), cut with `...`.
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
-    cut.push_str("...");
-    cut
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! characters that could end the span, open a mention or a link (`` ` ``, `<`, `>`) replaced and line breaks
 //! flattened, so no markdown in them is rendered.
 
+use crate::text::clip;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
@@ -162,15 +163,6 @@ fn command_arg(text: &str) -> String {
 
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
-    cut.push_str("...");
-    cut
 }
 
 #[cfg(test)]

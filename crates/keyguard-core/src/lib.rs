@@ -13,6 +13,7 @@ pub mod html;
 pub mod ocsf;
 pub mod report;
 pub mod rule;
+mod text;
 pub mod time;
 pub mod timeline;
 
