@@ -124,17 +124,7 @@ pub async fn deploy(sdk: &SdkConfig, stack: &str) -> Result<Deployed> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let queue_url =
         sqs.create_queue().queue_name("security-team").send().await?.queue_url().context("queue")?.to_string();
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?;
-    let queue_arn = attrs
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .context("queue arn")?
-        .clone();
+    let queue_arn = crate::queue_arn(&sqs, &queue_url).await?;
     let sns = aws_sdk_sns::Client::new(sdk);
     let subscription = sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await?;
     let subscription_arn = subscription.subscription_arn().context("subscription")?.to_string();

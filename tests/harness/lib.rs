@@ -338,17 +338,7 @@ impl AlertSink {
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let topic_arn = sns.create_topic().name(name).send().await?.topic_arn().context("topic")?.to_string();
         let queue_url = sqs.create_queue().queue_name(name).send().await?.queue_url().context("queue")?.to_string();
-        let attrs = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?;
-        let queue_arn = attrs
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-            .context("queue arn")?
-            .clone();
+        let queue_arn = queue_arn(&sqs, &queue_url).await?;
         sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await?;
         Ok(AlertSink { topic_arn, queue_url, sqs })
     }
@@ -485,4 +475,19 @@ pub async fn align_to_second() {
     while chrono::Utc::now().timestamp_subsec_millis() >= 50 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// The ARN of the queue at `queue_url` (what an SNS subscription or an EventBridge target names).
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    Ok(attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .context("queue arn")?
+        .clone())
 }
