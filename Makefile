@@ -53,10 +53,12 @@ demo: venv
 	$(CARGO) run -q -p keyguard-tests --example demo
 
 ## bench: sizes, cold start, per-event latency and calls, peak memory, audit of 1,000 and 10,000 users on moto,
-## replay throughput on a generated 1 GB archive; every figure beside a baseline from the same run
+## replay throughput on a generated 1 GB archive; every figure beside a baseline from the same run. The harnesses
+## build with the bench-harness profile and without the tests' `full` feature; the binaries they time build with
+## the release profile, in one build (keyguard_tests::release_binaries).
 bench: venv
-	$(CARGO) run --release -q -p keyguard-tests --example bench_audit
-	$(CARGO) run --release -q -p keyguard-tests --example bench_replay
+	$(CARGO) run --profile bench-harness -q -p keyguard-tests --no-default-features --example bench_audit
+	$(CARGO) run --profile bench-harness -q -p keyguard-tests --no-default-features --example bench_replay
 
 ## fuzz: cargo-fuzz (libFuzzer, AddressSanitizer) on each target for FUZZ_SECONDS, seeded from tests/fixtures;
 ## fails on a crash (the input is kept in fuzz/artifacts/<target>/). cargo-fuzz is installed, pinned, into .tools/.

@@ -2,14 +2,18 @@
 //!
 //! - binary sizes (release `bootstrap`, and the arm64 package when `make build` made one);
 //! - cold start to ready of the release `bootstrap`, against a minimal `lambda_runtime` function built with the same
-//!   profile (examples/bench_floor: the floor) and spawning `/bin/true`;
+//!   release build (bench/floors `lambda_floor`: the floor) and spawning `/bin/true`;
 //! - per-event latency and IAM calls per event of the Guard on moto, against the floor of two round trips (the three
 //!   reads side by side, then the SNS publish) and one bare GetUser;
 //! - peak memory of `keyguard handle` (release) on a batch of events;
 //! - audit of 1,000 and 10,000 users on moto: wall time and API calls, with the credential report against
 //!   reading every user (`--no-credential-report`, the baseline).
 //!
-//! `cargo run --release -p keyguard-tests --example bench_audit -- [--users 1000,10000] [--events 200] [--audit-only]`
+//! `cargo run --profile bench-harness -p keyguard-tests --no-default-features --example bench_audit -- [--users
+//! 1000,10000] [--events 200] [--audit-only]`. The `bench-harness` profile optimizes KeyGuard's crates and the
+//! SDK's per-call path as release does, without LTO; the per-event and audit figures are this harness calling the
+//! library in process. The binaries it starts (`bootstrap`, `keyguard`, the floor) are the release build
+//! ([`keyguard_tests::release_binaries`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -36,10 +40,6 @@ fn arg(name: &str, default: &str) -> String {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
 }
 
-fn release(bin: &str) -> std::path::PathBuf {
-    repo().join("target/release").join(bin)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -62,17 +62,8 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // Two builds: `--example` would restrict every package named with it to that example.
-    for args in
-        [&["-p", "keyguard-lambda", "-p", "keyguard-cli"][..], &["-p", "keyguard-tests", "--example", "bench_floor"]]
-    {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-q"])
-            .args(args)
-            .current_dir(repo())
-            .status()?;
-        anyhow::ensure!(status.success(), "release build");
-    }
+    let release = keyguard_tests::release_binaries()?;
+    let release = |bin: &str| release.join(bin);
 
     println!("## Sizes");
     for bin in ["bootstrap", "keyguard"] {
@@ -85,23 +76,23 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let moto = Moto::start()?;
-    println!("\n## Cold start to ready (20 runs each, median)");
+    println!("\n## Cold start to ready (50 runs each, interleaved, median)");
     let mut spawn = Vec::new();
     let mut floor = Vec::new();
     let mut ready = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..50 {
         let t = Instant::now();
         Command::new("true").status()?;
         spawn.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let out = Command::new(release("examples/bench_floor"))
+        let out = Command::new(release("lambda_floor"))
             .env_clear()
             .envs(aws_env(&moto.endpoint))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()?;
         floor.push(t.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(String::from_utf8_lossy(&out.stderr).contains("floor ready"), "bench_floor did not start");
+        anyhow::ensure!(String::from_utf8_lossy(&out.stderr).contains("floor ready"), "lambda_floor did not start");
         let t = Instant::now();
         // Without AWS_LAMBDA_RUNTIME_API the runtime stops right after start-up: we time up to "keyguard ready".
         let out = Command::new(release("bootstrap"))
@@ -118,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let (s, f, r) = (median(spawn), median(floor), median(ready));
     println!("spawn /bin/true              {s:8.2} ms");
-    println!("minimal lambda_runtime fn    {f:8.2} ms   (the floor: examples/bench_floor, same release profile)");
+    println!("minimal lambda_runtime fn    {f:8.2} ms   (the floor: bench/floors lambda_floor, same release build)");
     println!("bootstrap to ready and exit  {r:8.2} ms   ({:.1}x the floor)", r / f);
 
     let sdk = moto.sdk().await;

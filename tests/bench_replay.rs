@@ -1,14 +1,16 @@
 //! Replay throughput against a plain parse of the same bytes, in one run.
 //!
-//! `cargo run --release -p keyguard-tests --example bench_replay -- [--gb 1.0] [--runs 3]`
+//! `cargo run --profile bench-harness -p keyguard-tests --no-default-features --example bench_replay -- [--gb 1.0]
+//! [--runs 3]`
 //!
 //! 1. Generates (or reuses) an archive of at least `--gb` GB of uncompressed CloudTrail JSON in the S3 layout,
 //!    under `KEYGUARD_BENCH_DIR` or the temp directory (tests/harness/archive.rs `bulk`: realistic records, a
 //!    console user set up by an administrator about every 2,000 records).
-//! 2. Builds the release `keyguard` (`cargo build --release -p keyguard-cli`).
-//! 3. Measures, after a warm-up read (page cache): the baseline ceiling (read + gunzip + serde_json into
-//!    `IgnoredAny`, one core and every core), then `keyguard replay` (the release binary, one core with
-//!    RAYON_NUM_THREADS=1, and every core), and checks that replay found exactly the generated violations.
+//! 2. Builds the release binaries ([`keyguard_tests::release_binaries`]: `keyguard` and the floors, one build).
+//! 3. Measures, after a warm-up read (page cache): the baseline ceiling (bench/floors `parse_floor`: read + gunzip +
+//!    serde_json into `IgnoredAny`, one core and every core), then `keyguard replay`, each the release binary timed
+//!    from spawn to exit (one core with RAYON_NUM_THREADS=1, and every core), and checks that replay found exactly
+//!    the generated violations.
 //!    Each measurement is taken `--runs` times, interleaved, and the best is kept (a shared machine is noisy).
 //! 4. Prints MB/s (uncompressed) and events/s for each, replay as a ratio of the baseline, and replay's peak RSS.
 //! 5. Memory against history: an archive of 80,000 key rotations by users created before it
@@ -16,15 +18,12 @@
 //!    every pending call in memory (`--spill-after 0`): peak RSS of each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use keyguard_tests::archive::{BulkStats, Scenario, bulk};
-use keyguard_tests::repo;
 use rayon::prelude::*;
-use serde::de::IgnoredAny;
 
 const RECORDS_PER_FILE: u64 = 4_000;
 /// Bump when the generator changes, so that an archive left by an older bench is not reused.
@@ -50,14 +49,8 @@ fn main() {
     eprintln!("archive: {} ({:.1} s)", dir.display(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-q", "-p", "keyguard-cli", "--bin", "keyguard"])
-        .current_dir(repo())
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "cargo build --release -p keyguard-cli");
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
-    let keyguard = target.join("release/keyguard");
+    let release = keyguard_tests::release_binaries().expect("release build");
+    let (keyguard, floor) = (release.join("keyguard"), release.join("parse_floor"));
     eprintln!("release build: {:.1} s", t.elapsed().as_secs_f64());
 
     let files = list(&dir);
@@ -65,13 +58,12 @@ fn main() {
     assert_eq!(warm, archive.compressed, "the archive in {} changed; delete it", dir.display());
 
     let load_before = load_average();
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let (mut gunzip_1, mut base_1, mut base_n) = (f64::MAX, f64::MAX, f64::MAX);
     let (mut replay_1, mut replay_n): (Option<Run>, Option<Run>) = (None, None);
     for _ in 0..runs.max(1) {
-        gunzip_1 = gunzip_1.min(one.install(|| baseline(&files, false)));
-        base_1 = base_1.min(one.install(|| baseline(&files, true)));
-        base_n = base_n.min(baseline(&files, true));
+        gunzip_1 = gunzip_1.min(baseline(&floor, &files, Some(1), false, archive.bytes));
+        base_1 = base_1.min(baseline(&floor, &files, Some(1), true, archive.bytes));
+        base_n = base_n.min(baseline(&floor, &files, None, true, archive.bytes));
         replay_1 = Some(best(replay_1, replay(&keyguard, &dir, Some(1), &archive)));
         replay_n = Some(best(replay_n, replay(&keyguard, &dir, None, &archive)));
     }
@@ -212,24 +204,23 @@ fn list(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The ceiling: read, decompress and parse every file (serde_json into IgnoredAny), on the current pool.
-/// Without `parse`, only read and decompress (how much of the ceiling is gzip).
-fn baseline(files: &[PathBuf], parse: bool) -> f64 {
+/// The ceiling: the release `parse_floor` reads, decompresses and parses every file (serde_json into IgnoredAny) on
+/// `threads` cores (every core when `None`); without `parse`, only reads and decompresses (how much of the ceiling
+/// is gzip). Wall time from spawn to exit, as for replay; checks it read every uncompressed byte.
+fn baseline(floor: &Path, files: &[PathBuf], threads: Option<usize>, parse: bool, bytes: u64) -> f64 {
+    let mut cmd = Command::new(floor);
+    cmd.env_remove("RAYON_NUM_THREADS");
+    if let Some(n) = threads {
+        cmd.env("RAYON_NUM_THREADS", n.to_string());
+    }
+    if !parse {
+        cmd.arg("--gunzip-only");
+    }
     let t = Instant::now();
-    let bytes: u64 = files
-        .par_iter()
-        .map_init(Vec::new, |buf: &mut Vec<u8>, f| {
-            let raw = std::fs::read(f).unwrap();
-            buf.clear();
-            flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(buf).unwrap();
-            if parse {
-                let _: IgnoredAny = serde_json::from_slice(buf).unwrap();
-            }
-            buf.len() as u64
-        })
-        .sum();
+    let out = cmd.args(files).output().expect("running parse_floor");
     let secs = t.elapsed().as_secs_f64();
-    assert!(bytes > 0);
+    assert!(out.status.success(), "parse_floor: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), bytes.to_string(), "parse_floor read every byte");
     secs
 }
 

@@ -39,8 +39,9 @@ def problems(path: str) -> list[str]:
             ups, rest = m.group(1), m.group(2)
             # Tests and tools resolve paths from the root or from their own folder: inside from both, or refused.
             # Cargo resolves a manifest's paths, and rustc a `#[path]` attribute, from the file's folder only
-            # (fuzz/Cargo.toml -> ../crates, tests/bad_input.rs -> ../crates/keyguard-core/tests/inputs).
-            folder_only = file.name == "Cargo.toml" or "#[path" in line
+            # (fuzz/Cargo.toml -> ../crates, tests/bad_input.rs -> ../crates/keyguard-core/tests/inputs), and so do
+            # `include_str!`/`include_bytes!` (keyguard-aws/src/tls.rs -> ../certs).
+            folder_only = file.name == "Cargo.toml" or any(m in line for m in ("#[path", "include_str!", "include_bytes!"))
             from_root = not folder_only and escapes(ROOT, ups, rest)
             if from_root or escapes(file.parent, ups, rest):
                 found.append(f"{path}:{number}: {m.group(0)!r} is outside the repository")

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod athena;
 pub mod capture;
+#[cfg(feature = "full")]
 pub mod doctor;
 pub mod faults;
 pub mod lambda;
@@ -390,6 +391,24 @@ pub fn built_binary(package: &str, bin: &str) -> PathBuf {
     }
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
     target.join("debug").join(bin)
+}
+
+/// The binaries `make bench` measures (`bootstrap`, `keyguard`, and the floors of bench/floors), built with the
+/// release profile in one cargo invocation, and the folder that holds them. Every benchmark asks for the same set,
+/// so the second asks a fresh build (a different set of packages would unify other features and rebuild them: that
+/// was five of the 21 minutes `make bench` took).
+pub fn release_binaries() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-q", "-p", "keyguard-lambda", "-p", "keyguard-cli", "-p", "keyguard-floors"])
+        .current_dir(repo())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p keyguard-lambda -p keyguard-cli -p keyguard-floors failed");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
+    Ok(target.join("release"))
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server that needs it).

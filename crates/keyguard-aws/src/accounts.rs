@@ -357,16 +357,18 @@ impl AccountDirectory for SdkDirectory {
 }
 
 /// One account with a given IAM: the scope is that account alone. For tests, benchmarks and the in-memory twin,
-/// where the IAM is a mock or a counting adapter.
+/// where the IAM is a mock or a counting adapter. Like [`SdkAccounts`], it reads the alias once (here: until a read
+/// succeeds), so that a benchmark's calls per event are the deployed function's.
 #[derive(Debug, Clone)]
 pub struct OneAccount<I> {
     account: String,
     iam: I,
+    alias: Arc<Mutex<Option<Option<String>>>>,
 }
 
 impl<I> OneAccount<I> {
     pub fn new(account: impl Into<String>, iam: I) -> OneAccount<I> {
-        OneAccount { account: account.into(), iam }
+        OneAccount { account: account.into(), iam, alias: Arc::default() }
     }
 }
 
@@ -394,7 +396,14 @@ impl<I: IamReader + AccountReader + KeyDeactivator + Clone + Send + Sync> Accoun
     }
 
     async fn alias(&self, _account: &str) -> Option<String> {
-        self.iam.account_alias().await.ok().flatten()
+        if let Some(known) = self.alias.lock().ok().and_then(|a| a.clone()) {
+            return known;
+        }
+        let alias = self.iam.account_alias().await.ok()?;
+        if let Ok(mut a) = self.alias.lock() {
+            *a = Some(alias.clone());
+        }
+        alias
     }
 }
 

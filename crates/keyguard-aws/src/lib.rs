@@ -23,6 +23,7 @@ pub mod service;
 pub mod sns;
 pub mod sqs;
 pub mod sweep;
+pub mod tls;
 #[cfg(feature = "twin")]
 pub mod twin;
 
@@ -31,7 +32,7 @@ pub use cloudtrail::SdkCloudTrail;
 pub use error::{AwsError, AwsErrorKind, GuardError};
 pub use iam::SdkIam;
 pub use ledger::DynamoLedger;
-pub use sdk::{SdkConfigError, SdkSettings, sdk_config};
+pub use sdk::{SdkConfigError, SdkSettings, lambda_sdk_config, sdk_config};
 pub use service::{Consistency, Guard};
 pub use sns::SdkSns;
 pub use sqs::SdkSweepQueue;

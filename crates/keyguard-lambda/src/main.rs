@@ -5,7 +5,9 @@ use keyguard_core::Config;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
+// One thread: an instance handles one event at a time and its work is waiting on AWS (the reads run side by side
+// all the same); the worker threads of the multi-thread runtime were start-up time for nothing (`make bench`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     keyguard_aws::logging::init();
     // One CloudWatch Embedded Metric Format line per invocation on stdout (namespace KeyGuard).
@@ -16,7 +18,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     keyguard_aws::metrics::describe();
     // A bad setting stops start-up here, naming the variable (Lambda reports it as an init error).
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let sdk = keyguard_aws::sdk_config().await.inspect_err(|e| tracing::error!(error = %e, "bad AWS settings"))?;
+    let sdk =
+        keyguard_aws::lambda_sdk_config().await.inspect_err(|e| tracing::error!(error = %e, "bad AWS settings"))?;
     let guard =
         keyguard_aws::sdk_guard(&config, &sdk).await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     tracing::info!(
