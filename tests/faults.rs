@@ -439,9 +439,7 @@ async fn every_violation_is_acted_on_or_retryable_under_each_fault_profile_and_c
 
     let matrix = render(&rows, &traffic);
     println!("{matrix}");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| keyguard_tests::repo().join("target"));
+    let target = keyguard_tests::target_dir();
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("fault-matrix.md"), &matrix).unwrap();
     assert!(problems.is_empty(), "invariants broken:\n{}", problems.join("\n"));

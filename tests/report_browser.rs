@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use keyguard_tests::{ACCOUNT, Caller, Iam, Moto, aws_env, repo, run_keyguard};
+use keyguard_tests::{ACCOUNT, Caller, Iam, Moto, aws_env, run_keyguard, target_dir};
 use serde_json::Value;
 
 fn chromium() -> String {
@@ -19,8 +19,7 @@ fn chromium() -> String {
 }
 
 fn out_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
-    let dir = target.join("keyguard-report");
+    let dir = target_dir().join("keyguard-report");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -375,6 +375,11 @@ impl AlertSink {
     }
 }
 
+/// Cargo's target folder: `CARGO_TARGET_DIR`, else the repository's `target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"))
+}
+
 /// Builds (once per test binary) and returns the path of a workspace binary, in the same profile as the tests.
 pub fn built_binary(package: &str, bin: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -389,8 +394,7 @@ pub fn built_binary(package: &str, bin: &str) -> PathBuf {
         assert!(status.success(), "building {bin}");
         built.push(bin.to_string());
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
-    target.join("debug").join(bin)
+    target_dir().join("debug").join(bin)
 }
 
 /// The binaries `make bench` measures (`bootstrap`, `keyguard`, and the floors of bench/floors), built with the
@@ -407,8 +411,7 @@ pub fn release_binaries() -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --release -p keyguard-lambda -p keyguard-cli -p keyguard-floors failed");
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
-    Ok(target.join("release"))
+    Ok(target_dir().join("release"))
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server that needs it).

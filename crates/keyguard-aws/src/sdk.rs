@@ -96,8 +96,7 @@ pub enum SdkConfigError {
 /// configured region the calls go to [`DEFAULT_REGION`]; a configured region must be a region name.
 pub async fn sdk_config() -> Result<aws_config::SdkConfig, SdkConfigError> {
     let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
-    let sdk = SdkSettings::DEPLOYED.apply(aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region));
-    checked(sdk.load().await)
+    checked(deployed().region(region).load().await)
 }
 
 /// As [`sdk_config`], for the Lambda, with two differences that halve its start-up (`make bench`, "Cold start"):
@@ -107,15 +106,13 @@ pub async fn sdk_config() -> Result<aws_config::SdkConfig, SdkConfigError> {
 ///   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`): the default chain would find them there first too, but builds
 ///   its web-identity, container, instance-metadata and SSO providers before it looks.
 pub async fn lambda_sdk_config() -> Result<aws_config::SdkConfig, SdkConfigError> {
-    let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION)).region().await;
-    let name = region.as_ref().map(|r| r.as_ref().to_string()).unwrap_or_default();
-    let mut loader = SdkSettings::DEPLOYED
-        .apply(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+    // Resolved first: the trust store depends on the region's partition.
+    let region = RegionProviderChain::default_provider().region().await.unwrap_or(Region::from_static(DEFAULT_REGION));
+    let roots = TrustRoots::for_lambda(region.as_ref(), TrustRoots::operator_store_from_env());
+    let mut loader = deployed()
+        .region(region)
         .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
-    if let Some(region) = region {
-        loader = loader.region(region);
-    }
-    if let Some(client) = TrustRoots::for_lambda(&name, TrustRoots::operator_store_from_env()).http_client() {
+    if let Some(client) = roots.http_client() {
         loader = loader.http_client(client);
     }
     checked(loader.load().await)
@@ -124,11 +121,16 @@ pub async fn lambda_sdk_config() -> Result<aws_config::SdkConfig, SdkConfigError
 /// As [`sdk_config`], for calls whose region cannot be guessed (an Athena table's): no region is an error naming
 /// `needed_for`.
 pub async fn sdk_config_requiring_region(needed_for: &'static str) -> Result<aws_config::SdkConfig, SdkConfigError> {
-    let sdk = SdkSettings::DEPLOYED.apply(aws_config::defaults(aws_config::BehaviorVersion::latest())).load().await;
+    let sdk = deployed().load().await;
     if sdk.region().is_none() {
         return Err(SdkConfigError::NoRegion { needed_for });
     }
     checked(sdk)
+}
+
+/// The loader every configuration starts from: the SDK's defaults with [`SdkSettings::DEPLOYED`].
+fn deployed() -> aws_config::ConfigLoader {
+    SdkSettings::DEPLOYED.apply(aws_config::defaults(aws_config::BehaviorVersion::latest()))
 }
 
 fn checked(sdk: aws_config::SdkConfig) -> Result<aws_config::SdkConfig, SdkConfigError> {
